@@ -1,0 +1,5 @@
+"""``python -m specedge`` runs the command-line interface."""
+
+from specedge.cli import main
+
+raise SystemExit(main())
