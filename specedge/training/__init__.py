@@ -1,0 +1,16 @@
+"""Training and evaluation of classifiers: seeded, early-stopped on validation, with progress bars."""
+
+from specedge.training.evaluate import EvalResult, evaluate, predict_logits, softmax
+from specedge.training.trainer import EpochStats, TrainConfig, TrainResult, channel_stats, fit
+
+__all__ = [
+    "EpochStats",
+    "EvalResult",
+    "TrainConfig",
+    "TrainResult",
+    "channel_stats",
+    "evaluate",
+    "fit",
+    "predict_logits",
+    "softmax",
+]
