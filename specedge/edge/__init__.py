@@ -1,0 +1,1 @@
+"""The edge device: speculative model, misspeculation detector, runtime, cloud client."""

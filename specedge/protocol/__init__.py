@@ -1,0 +1,40 @@
+"""The KServe v2 (Open Inference Protocol) wire format shared by the cloud server and the edge client.
+
+``specedge.protocol._generated`` holds the protobuf/gRPC stubs made from ``protos/`` by
+``scripts/gen_protos.py`` (never edited by hand); :mod:`specedge.protocol.tensors` converts
+between numpy arrays and protocol tensors and parameters.
+"""
+
+from __future__ import annotations
+
+from specedge.protocol.tensors import (
+    DATATYPES,
+    ParameterValue,
+    contents_field,
+    datatype_of,
+    decode_contents,
+    decode_inputs,
+    decode_outputs,
+    decode_raw,
+    decode_tensor,
+    encode_contents,
+    encode_raw,
+    read_parameters,
+    write_parameters,
+)
+
+__all__ = [
+    "DATATYPES",
+    "ParameterValue",
+    "contents_field",
+    "datatype_of",
+    "decode_contents",
+    "decode_inputs",
+    "decode_outputs",
+    "decode_raw",
+    "decode_tensor",
+    "encode_contents",
+    "encode_raw",
+    "read_parameters",
+    "write_parameters",
+]
