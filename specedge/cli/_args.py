@@ -1,0 +1,173 @@
+"""Argument parsing shared by all subcommands: one-line usage errors, typed values, defaults.
+
+This is the only layer that reads the environment (``SPECEDGE_DATA_ROOT``); everything below
+receives explicit paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from specedge.training.trainer import AUGMENTATIONS
+
+__all__ = [
+    "ArgumentParser",
+    "add_common",
+    "add_training",
+    "default_cache_dir",
+    "default_data_root",
+    "fraction",
+    "key_values",
+    "non_negative_int",
+    "port_number",
+    "positive_float",
+    "positive_int",
+]
+
+DATA_ROOT_ENV = "SPECEDGE_DATA_ROOT"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (plus a pointer to --help) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: error: message`` on one line and exit 2."""
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 meaning 'any free port'."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A float in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def key_values(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it can be (numbers, booleans), else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as width=0.5, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def default_data_root() -> Path | None:
+    """Where named datasets (mnist, fashion-mnist, cifar10-jpeg) are looked up by default.
+
+    ``$SPECEDGE_DATA_ROOT`` if set; else ``./data`` if it exists; else the ``shared/datasets``
+    folder beside a source checkout (the layout of the SpecEdge development machines).
+    """
+    if os.environ.get(DATA_ROOT_ENV):
+        return Path(os.environ[DATA_ROOT_ENV])
+    candidates = [Path.cwd() / "data", Path(__file__).resolve().parents[3] / "shared" / "datasets"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/specedge`` or ``~/.cache/specedge`` (decoded image folders live here)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "specedge"
+
+
+def add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
+    """Options every model/data command takes."""
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first so the architectures it registers can be used (repeatable)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
+    if data:
+        parser.add_argument(
+            "--data-root",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help=f"folder holding mnist/, fashion-mnist/, cifar-10-jpeg/ (default: ${DATA_ROOT_ENV}, ./data, "
+            "or ../shared/datasets beside the source checkout)",
+        )
+        parser.add_argument(
+            "--cache-dir",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="where decoded image folders are cached (default: ~/.cache/specedge)",
+        )
+
+
+def add_training(parser: argparse.ArgumentParser, *, epochs: int, augment: str = "none", lr: float = 2e-3) -> None:
+    """Training hyper-parameters (see specedge.training.TrainConfig)."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=positive_int, default=epochs, help=f"maximum epochs (default: {epochs})")
+    group.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default: 64)")
+    group.add_argument("--lr", type=positive_float, default=lr, help=f"peak learning rate (default: {lr:g})")
+    group.add_argument(
+        "--patience",
+        type=positive_int,
+        default=6,
+        help="stop after this many epochs without a better validation accuracy",
+    )
+    group.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights, shuffling, augmentation")
+    group.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default=augment,
+        help=f"data augmentation: shift = random translations, shift-flip = also mirror (natural images only) "
+        f"(default: {augment})",
+    )

@@ -1,0 +1,135 @@
+"""``specedge demo``: the end-to-end run on the embedded digits set (or any dataset)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from specedge.cli._args import (
+    add_common,
+    add_training,
+    default_cache_dir,
+    default_data_root,
+    fraction,
+    key_values,
+    positive_int,
+)
+from specedge.demo import DemoConfig, format_report, run_demo
+from specedge.errors import ConfigError
+from specedge.simulator import DEVICE_PROFILES, LINK_PROFILES
+from specedge.training import TrainConfig
+
+__all__ = ["register"]
+
+
+def _links(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in LINK_PROFILES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown link profile {', '.join(map(repr, unknown)) or repr(text)}; expected a comma-separated "
+            f"list of: {', '.join(LINK_PROFILES)}"
+        )
+    return names
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    config = DemoConfig(
+        out_dir=args.out,
+        dataset=args.dataset,
+        data_root=args.data_root or default_data_root(),
+        cache_dir=args.cache_dir or default_cache_dir(),
+        master_arch=args.master_arch,
+        master_kwargs=dict(args.master_opt),
+        speculative_arch=args.speculative_arch,
+        speculative_kwargs=dict(args.speculative_opt) or {"width": 0.25},
+        master_artifact=args.master_model,
+        speculative_artifact=args.speculative_model,
+        train=TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            seed=args.seed,
+            augment=args.augment,
+        ),
+        target_ratio=args.target_ratio,
+        limit=args.limit,
+        links=args.links,
+        device=args.device,
+        plots=not args.no_plots,
+        show_progress=not args.quiet,
+    )
+    report = run_demo(config, log=(lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))
+    print(format_report(report))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the subcommand."""
+    demo = subparsers.add_parser(
+        "demo",
+        help="train, derive, calibrate, serve and compare SpecEdge with cloud-only and mobile-only",
+        description="End to end: train a master CNN and a distilled speculative CNN, calibrate the detector on "
+        "validation, start a real gRPC cloud server, run the test set through the edge runtime, and print "
+        "accuracy, escalations, measured latency and estimated latency/energy on 3G/LTE/WiFi.",
+    )
+    demo.add_argument("--dataset", default="digits", help="dataset name or path (default: digits, embedded)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-output"),
+        metavar="DIR",
+        help="folder for models, records.csv, report.json, plots (default: ./demo-output)",
+    )
+    demo.add_argument("--master-arch", default="resnet20", help="master architecture (default: resnet20)")
+    demo.add_argument(
+        "--master-opt",
+        type=key_values,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="master architecture option (repeatable)",
+    )
+    demo.add_argument("--speculative-arch", default="lenet5", help="speculative architecture (default: lenet5)")
+    demo.add_argument(
+        "--speculative-opt",
+        type=key_values,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="speculative architecture option (repeatable; default: width=0.25)",
+    )
+    demo.add_argument("--master-model", type=Path, metavar="DIR", help="use this master artifact instead of training")
+    demo.add_argument(
+        "--speculative-model",
+        type=Path,
+        metavar="DIR",
+        help="use this speculative artifact instead of distilling",
+    )
+    demo.add_argument(
+        "--target-ratio",
+        type=fraction,
+        default=1.0,
+        help="target system accuracy as a fraction of the master's validation accuracy (default: 1.0)",
+    )
+    demo.add_argument("--limit", type=positive_int, metavar="N", help="run only the first N test inputs")
+    demo.add_argument(
+        "--links",
+        type=_links,
+        default=tuple(LINK_PROFILES),
+        help=f"links to estimate, comma-separated (default: {','.join(LINK_PROFILES)})",
+    )
+    demo.add_argument(
+        "--device",
+        choices=sorted(DEVICE_PROFILES),
+        default="tegra-k1",
+        help="device power profile for energy estimates (default: tegra-k1)",
+    )
+    demo.add_argument("--no-plots", action="store_true", help="skip confidence.png and costs.png")
+    add_training(demo, epochs=30, augment="shift", lr=5e-3)
+    add_common(demo)
+    demo.set_defaults(func=_cmd_demo)

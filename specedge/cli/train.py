@@ -1,0 +1,193 @@
+"""``specedge train``, ``specedge distill`` and ``specedge eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from specedge.cli._args import add_common, add_training, default_cache_dir, default_data_root, key_values
+from specedge.compression import distill
+from specedge.data import DatasetSplits, list_datasets, load_dataset
+from specedge.errors import ConfigError
+from specedge.models import build_classifier, list_models, load_artifact, save_artifact
+from specedge.training import TrainConfig, channel_stats, evaluate, fit
+
+__all__ = ["register"]
+
+
+def _dataset_help() -> str:
+    names = ", ".join(list_datasets())
+    return f"dataset name ({names}) or a path to an IDX folder, an image folder with train/ and test/, or a .npz"
+
+
+def _load(args: argparse.Namespace) -> DatasetSplits:
+    return load_dataset(
+        args.dataset,
+        data_root=args.data_root or default_data_root(),
+        cache_dir=args.cache_dir or default_cache_dir(),
+        show_progress=not args.quiet,
+    )
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        augment=args.augment,
+    )
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    splits = _load(args)
+    config = _train_config(args)
+    mean, std = channel_stats(splits.train.images)
+    torch.manual_seed(config.seed)
+    model = build_classifier(
+        args.arch,
+        num_classes=splits.num_classes,
+        image_shape=splits.image_shape,
+        mean=mean,
+        std=std,
+        **dict(args.arch_opt),
+    )
+    _say(
+        args,
+        f"training {args.arch} on {splits.name}: {len(splits.train)} train / {len(splits.val)} validation",
+    )
+    result = fit(model, splits, config, show_progress=not args.quiet, description=args.arch)
+    val = evaluate(model, splits.val, num_classes=splits.num_classes).accuracy
+    test = evaluate(model, splits.test, num_classes=splits.num_classes).accuracy
+    out = save_artifact(
+        args.out,
+        model,
+        dataset=splits.describe(),
+        metrics={"val_accuracy": val, "test_accuracy": test},
+        training={"config": config.to_dict(), **result.to_dict()},
+    )
+    print(
+        f"{args.arch} on {splits.name}: validation {val:.2%}, test {test:.2%} "
+        f"(best epoch {result.best_epoch}); saved {out}"
+    )
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    master = load_artifact(args.master).classifier
+    splits = _load(args)
+    config = _train_config(args)
+    student, report = distill(
+        master,
+        splits,
+        args.arch,
+        config,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        show_progress=not args.quiet,
+        **dict(args.arch_opt),
+    )
+    val = evaluate(student, splits.val, num_classes=splits.num_classes).accuracy
+    test = evaluate(student, splits.test, num_classes=splits.num_classes).accuracy
+    out = save_artifact(
+        args.out,
+        student,
+        dataset=splits.describe(),
+        metrics={"val_accuracy": val, "test_accuracy": test},
+        training={"config": config.to_dict(), **report.to_dict()},
+    )
+    print(
+        f"speculative {args.arch}: validation {val:.2%}, test {test:.2%}, "
+        f"{report.mac_reduction:.1f}x fewer MACs than the master; saved {out}"
+    )
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    loaded = load_artifact(args.model)
+    splits = _load(args)
+    spec = loaded.classifier.spec
+    if spec.image_shape != splits.image_shape or spec.num_classes != splits.num_classes:
+        raise ConfigError(
+            f"model {args.model} expects images {spec.image_shape} with {spec.num_classes} classes; "
+            f"dataset {splits.name!r} has {splits.image_shape} with {splits.num_classes}"
+        )
+    split = getattr(splits, args.split)
+    result = evaluate(loaded.classifier, split, num_classes=splits.num_classes)
+    if args.json:
+        per_class = dict(zip(splits.class_names, result.per_class_accuracy.tolist(), strict=True))
+        print(json.dumps({"accuracy": result.accuracy, "items": result.num_items, "per_class": per_class}, indent=2))
+    else:
+        print(
+            f"{spec.architecture} on {splits.name} {args.split}: "
+            f"accuracy {result.accuracy:.2%} ({result.num_items} items)"
+        )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the three subcommands."""
+    train = subparsers.add_parser(
+        "train",
+        help="train a zoo model on a dataset and save an artifact",
+        description="Train a classifier with early stopping on the validation split; save weights + manifest.",
+    )
+    train.add_argument("--dataset", default="digits", help=_dataset_help() + " (default: digits)")
+    train.add_argument("--arch", default="lenet5", help=f"architecture: {', '.join(list_models())} (default: lenet5)")
+    train.add_argument(
+        "--arch-opt",
+        type=key_values,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture option, e.g. width=0.5, alpha=0.25, rho=0.5 (repeatable)",
+    )
+    train.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact folder to write")
+    add_training(train, epochs=30)
+    add_common(train)
+    train.set_defaults(func=_cmd_train)
+
+    dist = subparsers.add_parser(
+        "distill",
+        help="derive a small speculative model from a master by knowledge distillation",
+        description="Train a smaller architecture to imitate a master artifact (soft targets + labels).",
+    )
+    dist.add_argument("--master", type=Path, required=True, metavar="DIR", help="the master's artifact folder")
+    dist.add_argument("--dataset", default="digits", help=_dataset_help() + " (default: digits)")
+    dist.add_argument("--arch", default="lenet5", help="student architecture (default: lenet5)")
+    dist.add_argument(
+        "--arch-opt",
+        type=key_values,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="student option, e.g. width=0.25 (repeatable)",
+    )
+    dist.add_argument("--temperature", type=float, default=4.0, help="softmax temperature of the soft targets")
+    dist.add_argument("--alpha", type=float, default=0.7, help="weight of the soft-target term in [0, 1]")
+    dist.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact folder to write")
+    add_training(dist, epochs=30)
+    add_common(dist)
+    dist.set_defaults(func=_cmd_distill)
+
+    ev = subparsers.add_parser(
+        "eval",
+        help="accuracy of a saved model on a dataset split",
+        description="Evaluate an artifact on the train, validation or test split.",
+    )
+    ev.add_argument("--model", type=Path, required=True, metavar="DIR", help="artifact folder")
+    ev.add_argument("--dataset", default="digits", help=_dataset_help() + " (default: digits)")
+    ev.add_argument("--split", choices=("train", "val", "test"), default="test", help="which split (default: test)")
+    ev.add_argument("--json", action="store_true", help="print JSON with per-class accuracy")
+    add_common(ev)
+    ev.set_defaults(func=_cmd_eval)

@@ -1,0 +1,245 @@
+"""Run SpecEdge end to end on one dataset and compare it with cloud-only and mobile-only.
+
+1. load the dataset (train / validation / test);
+2. train the master CNN (or load the user's artifact);
+3. derive the speculative CNN by distillation (or load the user's artifact);
+4. calibrate the misspeculation detector on validation for a target of the master's accuracy;
+5. start the cloud server with the master as a separate process on an ephemeral localhost port;
+6. run the test set three times through the edge runtime: SpecEdge (speculate + escalate over
+   gRPC), cloud-only (every input over gRPC) and mobile-only (the master on the device);
+7. estimate latency and radio energy on 3G / LTE / WiFi from the measured records;
+8. write records, the server's request log, a JSON report and plots into the output folder.
+
+Everything transient (the server process, its port file) is removed on exit, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from specedge.cloud.process import CloudServerProcess, read_request_log
+from specedge.compression import distill
+from specedge.data import DatasetSplits, load_dataset
+from specedge.demo.plots import plot_confidence, plot_costs
+from specedge.demo.report import DemoReport, ModelSummary, StrategyRun
+from specedge.edge.cloud_client import CloudClient
+from specedge.edge.detector import ConfidenceThresholdDetector
+from specedge.edge.runtime import EdgeRuntime, InferenceRecord, Mode
+from specedge.errors import ConfigError
+from specedge.models import ImageClassifier, LoadedModel, build_classifier, load_artifact, save_artifact
+from specedge.models.profiler import profile_classifier
+from specedge.simulator import estimate_cost, get_device_profile, get_link_profile
+from specedge.training import TrainConfig, channel_stats, evaluate, fit, softmax
+
+__all__ = ["DemoConfig", "run_demo"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Options of one demo run (the CLI's ``specedge demo`` flags)."""
+
+    out_dir: Path
+    dataset: str = "digits"
+    data_root: Path | None = None
+    cache_dir: Path | None = None
+    master_arch: str = "resnet20"
+    master_kwargs: dict[str, Any] = field(default_factory=dict)
+    speculative_arch: str = "lenet5"
+    speculative_kwargs: dict[str, Any] = field(default_factory=lambda: {"width": 0.25})
+    master_artifact: Path | None = None
+    speculative_artifact: Path | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    target_ratio: float = 1.0
+    limit: int | None = None
+    links: tuple[str, ...] = ("3g", "lte", "wifi")
+    device: str = "tegra-k1"
+    plots: bool = True
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_ratio <= 1:
+            raise ConfigError(f"target ratio must lie in (0, 1]; got {self.target_ratio}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be a positive number of test inputs; got {self.limit}")
+        for name in self.links:
+            get_link_profile(name)
+        get_device_profile(self.device)
+
+
+def _train_master(config: DemoConfig, splits: DatasetSplits, log: Log) -> ImageClassifier:
+    mean, std = channel_stats(splits.train.images)
+    torch.manual_seed(config.train.seed)
+    master = build_classifier(
+        config.master_arch,
+        num_classes=splits.num_classes,
+        image_shape=splits.image_shape,
+        mean=mean,
+        std=std,
+        **config.master_kwargs,
+    )
+    log(f"training master {config.master_arch} on {splits.name} ({len(splits.train)} train images)")
+    result = fit(master, splits, config.train, show_progress=config.show_progress, description="master")
+    log(f"  best validation accuracy {result.best_val_accuracy:.2%} at epoch {result.best_epoch}")
+    return master
+
+
+def _checked_artifact(path: Path, splits: DatasetSplits, role: str) -> LoadedModel:
+    loaded = load_artifact(path)
+    spec = loaded.classifier.spec
+    if spec.image_shape != splits.image_shape or spec.num_classes != splits.num_classes:
+        raise ConfigError(
+            f"{role} model {path} expects images {spec.image_shape} with {spec.num_classes} classes; "
+            f"dataset {splits.name!r} has {splits.image_shape} with {splits.num_classes}"
+        )
+    return loaded
+
+
+def _summary(role: str, model: ImageClassifier, splits: DatasetSplits) -> tuple[ModelSummary, np.ndarray]:
+    profile = profile_classifier(model)
+    result = evaluate(model, splits.test, num_classes=splits.num_classes)
+    arch = model.spec.architecture
+    if model.spec.arch_kwargs:
+        arch += "(" + ", ".join(f"{k}={v}" for k, v in model.spec.arch_kwargs.items()) + ")"
+    summary = ModelSummary(
+        role=role,
+        architecture=arch,
+        params=profile.total_params,
+        macs=profile.total_macs,
+        test_accuracy=result.accuracy,
+    )
+    return summary, result.predictions
+
+
+def _write_records(path: Path, runs: list[StrategyRun], labels: np.ndarray) -> None:
+    fields = ["strategy", "index", "label", *InferenceRecord.__dataclass_fields__]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for run in runs:
+            for index, record in enumerate(run.records):
+                writer.writerow(
+                    {
+                        "strategy": run.strategy,
+                        "index": index,
+                        "label": int(labels[index]),
+                        **record.to_dict(),
+                    }
+                )
+
+
+def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
+    """Run the whole demo; see the module docstring for the steps."""
+    out = config.out_dir
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    splits = load_dataset(
+        config.dataset,
+        data_root=config.data_root,
+        cache_dir=config.cache_dir,
+        show_progress=config.show_progress,
+    )
+    log(f"dataset {splits.name}: {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test")
+
+    if config.master_artifact is not None:
+        master = _checked_artifact(config.master_artifact, splits, "master").classifier
+        master_dir = config.master_artifact
+    else:
+        master = _train_master(config, splits, log)
+        master_dir = save_artifact(
+            out / "models" / "master",
+            master,
+            dataset=splits.describe(),
+            metrics={"val_accuracy": evaluate(master, splits.val, num_classes=splits.num_classes).accuracy},
+            training=config.train.to_dict(),
+        )
+
+    if config.speculative_artifact is not None:
+        speculative = _checked_artifact(config.speculative_artifact, splits, "speculative").classifier
+    else:
+        log(f"distilling speculative {config.speculative_arch} {config.speculative_kwargs} from the master")
+        speculative, distilled = distill(
+            master,
+            splits,
+            config.speculative_arch,
+            config.train,
+            show_progress=config.show_progress,
+            **config.speculative_kwargs,
+        )
+        log(f"  {distilled.mac_reduction:.1f}x fewer MACs than the master")
+        save_artifact(
+            out / "models" / "speculative",
+            speculative,
+            dataset=splits.describe(),
+            metrics={"val_accuracy": evaluate(speculative, splits.val, num_classes=splits.num_classes).accuracy},
+            training=distilled.to_dict(),
+        )
+
+    val_master = evaluate(master, splits.val, num_classes=splits.num_classes)
+    val_spec = evaluate(speculative, splits.val, num_classes=splits.num_classes)
+    detector = ConfidenceThresholdDetector(target_ratio=config.target_ratio).fit(
+        softmax(val_spec.logits), val_master.predictions, splits.val.labels
+    )
+    (out / "detector.json").write_text(json.dumps(detector.to_dict(), indent=2) + "\n")
+    log(
+        f"detector threshold {detector.threshold_:.4f}: validation accuracy {detector.val_system_accuracy_:.2%} "
+        f"(target {detector.target_accuracy_:.2%}) escalating {detector.val_escalation_rate_:.2%}"
+    )
+
+    master_summary, master_test_predictions = _summary("master", master, splits)
+    spec_summary, _ = _summary("speculative", speculative, splits)
+    test = splits.test if config.limit is None else splits.test.subset(np.arange(min(config.limit, len(splits.test))))
+    n = len(test)
+
+    request_log_path = out / "cloud_requests.jsonl"
+    request_log_path.unlink(missing_ok=True)
+    runs: list[StrategyRun] = []
+    with CloudServerProcess([Path(master_dir)], request_log_path=request_log_path) as server:
+        log(f"cloud server (separate process) listening on {server.target}")
+        model_name = Path(master_dir).name
+        with CloudClient(server.target, model_name=model_name) as client:
+            plans = [
+                (
+                    "SpecEdge",
+                    EdgeRuntime(mode=Mode.SPECULATE, local_model=speculative, detector=detector, cloud=client),
+                ),
+                ("cloud-only", EdgeRuntime(mode=Mode.CLOUD, cloud=client)),
+                ("mobile-only", EdgeRuntime(mode=Mode.LOCAL, local_model=master)),
+            ]
+            for strategy, runtime in plans:
+                ids = [f"{strategy}/{i}" for i in range(n)]
+                records = runtime.run(test.images, ids=ids, show_progress=config.show_progress, description=strategy)
+                runs.append(StrategyRun(strategy=strategy, records=records, labels=test.labels))
+    server_requests = read_request_log(request_log_path)
+
+    device = get_device_profile(config.device)
+    estimates = [
+        estimate_cost(run.records, strategy=run.strategy, link=get_link_profile(link), device=device)
+        for link in config.links
+        for run in runs
+    ]
+    report = DemoReport(
+        dataset=splits.describe(),
+        models=[master_summary, spec_summary],
+        detector=detector.to_dict(),
+        master_test_predictions=master_test_predictions[:n],
+        runs=runs,
+        server_request_ids=[entry.request_id for entry in server_requests],
+        estimates=estimates,
+        device=device.name,
+        out_dir=out,
+    )
+    _write_records(out / "records.csv", runs, test.labels)
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if config.plots:
+        plot_confidence(report, out / "confidence.png")
+        plot_costs(report, out / "costs.png")
+    return report

@@ -1,0 +1,154 @@
+"""The specedge CLI: working subcommands and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from specedge.cli import main
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _assert_one_line_error(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "tiny"
+    assert (
+        main(["train", "--arch", "lenet5", "--arch-opt", "width=0.25", "--epochs", "2", "--quiet", "--out", str(out)])
+        == 0
+    )
+    return out
+
+
+def test_train_eval_profile_distill_round_trip(trained, tmp_path, capsys):
+    code, out, _ = _run(capsys, "eval", "--model", str(trained), "--dataset", "digits", "--quiet")
+    assert code == 0 and "accuracy" in out
+    code, out, _ = _run(capsys, "eval", "--model", str(trained), "--split", "val", "--json", "--quiet")
+    report = json.loads(out)
+    assert code == 0 and 0 <= report["accuracy"] <= 1 and report["items"] == 359
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert manifest["metrics"]["val_accuracy"] == pytest.approx(report["accuracy"])
+    code, out, _ = _run(capsys, "profile", "--model", str(trained))
+    assert code == 0 and "Conv2d" in out and f"{manifest['macs']:,}" in out
+    code, out, _ = _run(
+        capsys,
+        "distill",
+        "--master",
+        str(trained),
+        "--arch",
+        "lenet5",
+        "--arch-opt",
+        "width=0.1",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "student"),
+    )
+    assert code == 0 and "fewer MACs" in out
+    assert (tmp_path / "student" / "manifest.json").exists()
+
+
+def test_listing_commands(capsys):
+    code, out, _ = _run(capsys, "models")
+    assert code == 0 and "lenet5" in out and "2,293,000" in out
+    code, out, _ = _run(capsys, "datasets")
+    assert code == 0 and "digits" in out and "embedded" in out
+    code, out, _ = _run(capsys, "profile", "--arch", "mobilenet_v1", "--arch-opt", "alpha=0.25", "--json")
+    assert code == 0 and json.loads(out)["total_macs"] > 0
+
+
+def test_help_lists_every_subcommand(capsys):
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0
+    for command in ("demo", "train", "distill", "eval", "models", "datasets", "profile", "serve"):
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["train", "--dataset", "nope", "--out", "{tmp}/m", "--quiet"], ["unknown dataset 'nope'", "digits"]),
+        (["train", "--dataset", "{tmp}/missing-folder", "--out", "{tmp}/m", "--quiet"], ["missing-folder"]),
+        (["train", "--dataset", "{tmp}/corrupt.npz", "--out", "{tmp}/m", "--quiet"], ["corrupt.npz"]),
+        (["train", "--arch", "nonet", "--out", "{tmp}/m", "--quiet"], ["unknown model 'nonet'", "lenet5"]),
+        (["train", "--arch-opt", "depth=3", "--out", "{tmp}/m", "--quiet"], ["cannot build 'lenet5'"]),
+        (["train", "--out", "{tmp}/afile/m", "--quiet", "--epochs", "1"], ["afile"]),
+        (["eval", "--model", "{tmp}/no-model", "--quiet"], ["no-model"]),
+        (["eval", "--model", "{tmp}/bad-manifest", "--quiet"], ["bad-manifest"]),
+        (["eval", "--model", "{trained}", "--dataset", "{tmp}/other.npz", "--quiet"], ["expects images"]),
+        (["profile"], ["exactly one of --model DIR or --arch NAME"]),
+        (["models", "--plugin", "no.such.module"], ["cannot import plugin module 'no.such.module'"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_1(argv, needles, trained, tmp_path, capsys):
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    (tmp_path / "afile").write_text("a file, not a folder")
+    (tmp_path / "bad-manifest").mkdir()
+    (tmp_path / "bad-manifest" / "manifest.json").write_text("{not json")
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "other.npz",
+        x_train=rng.integers(0, 255, (20, 12, 12), dtype=np.uint8),
+        y_train=np.arange(20) % 10,
+        x_test=rng.integers(0, 255, (10, 12, 12), dtype=np.uint8),
+        y_test=np.arange(10),
+    )
+    argv = [a.format(tmp=tmp_path, trained=trained) for a in argv]
+    code, _, err = _run(capsys, *argv)
+    assert code == 1
+    _assert_one_line_error(err, *needles)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "--epochs", "-3", "--out", "x"], "--epochs: expected a positive integer, got '-3'"),
+        (["train", "--lr", "fast", "--out", "x"], "--lr: expected a positive number, got 'fast'"),
+        (["train", "--augment", "rotate", "--out", "x"], "invalid choice: 'rotate'"),
+        (["train", "--arch-opt", "width", "--out", "x"], "expected KEY=VALUE"),
+        (["train"], "the following arguments are required: --out"),
+        (["demo", "--target-ratio", "1.5"], "--target-ratio: expected a number in (0, 1], got '1.5'"),
+        (["demo", "--links", "lte5"], "unknown link profile 'lte5'; expected a comma-separated list of: 3g, lte, wifi"),
+        (["demo", "--device", "toaster"], "invalid choice: 'toaster'"),
+        (["demo", "--limit", "0"], "--limit: expected a positive integer"),
+        (["serve", "--model", "m", "--port", "70000"], "--port: expected a port in 0..65535"),
+        (["eval", "--split", "holdout", "--model", "m"], "invalid choice: 'holdout'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_2(argv, needle, capsys):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    _assert_one_line_error(err, needle)
+
+
+def test_real_entry_point_exit_codes_and_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "specedge", "eval", "--model", str(tmp_path / "nothing-here"), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    _assert_one_line_error(result.stderr, "specedge eval: error:", "nothing-here")

@@ -1,0 +1,136 @@
+"""The demo end to end, through the real CLI, a real cloud server process and real gRPC."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+FAST = ["--master-arch", "lenet5", "--master-opt", "width=0.5", "--epochs", "3", "--lr", "0.005"]
+
+
+def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specedge", "demo", "--out", str(out), "--quiet", *FAST, *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _table_value(stdout: str, label: str) -> str:
+    match = re.search(rf"^\s+{label}\s+(.+)$", stdout, flags=re.MULTILINE)
+    assert match, f"{label!r} missing from the demo table:\n{stdout}"
+    return match.group(1).strip()
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = _demo(out)
+    assert result.returncode == 0, result.stderr
+    with (out / "records.csv").open() as handle:
+        records = list(csv.DictReader(handle))
+    server_log = [json.loads(line) for line in (out / "cloud_requests.jsonl").read_text().splitlines()]
+    return out, result.stdout, records, server_log
+
+
+def test_exactly_the_escalated_inputs_reached_the_cloud(demo_run):
+    _, _, records, server_log = demo_run
+    spec = [r for r in records if r["strategy"] == "SpecEdge"]
+    escalated = {r["input_id"] for r in spec if r["route"] == "escalated"}
+    assert escalated, "the demo should escalate at least one input"
+    assert {r["route"] for r in spec} <= {"local", "escalated"}
+    served = [e["request_id"] for e in server_log if e["request_id"].startswith("SpecEdge/")]
+    assert sorted(served) == sorted(escalated)  # each once, none missing, none extra
+    assert all(e["status"] == "OK" for e in server_log)
+    cloud_only = [r["input_id"] for r in records if r["strategy"] == "cloud-only"]
+    assert sorted(e["request_id"] for e in server_log if e["request_id"].startswith("cloud-only/")) == sorted(
+        cloud_only
+    )
+    assert not [e for e in server_log if e["request_id"].startswith("mobile-only/")]
+
+
+def test_cloud_answers_are_the_master_answers(demo_run):
+    _, _, records, _ = demo_run
+    mobile = {r["index"]: r["prediction"] for r in records if r["strategy"] == "mobile-only"}
+    for r in records:
+        if r["route"] in ("escalated", "cloud"):
+            assert r["cloud_prediction"] == mobile[r["index"]]
+
+
+def test_printed_table_agrees_with_the_records(demo_run):
+    _, stdout, records, server_log = demo_run
+    spec = [r for r in records if r["strategy"] == "SpecEdge"]
+    n = len(spec)
+    escalated = sum(r["route"] == "escalated" for r in spec)
+    system = sum(r["prediction"] == r["label"] for r in spec) / n
+    speculative = sum(r["local_prediction"] == r["label"] for r in spec) / n
+    cloud_only = [r for r in records if r["strategy"] == "cloud-only"]
+    master = sum(r["prediction"] == r["label"] for r in cloud_only) / n
+
+    assert f"{n} test inputs" in stdout
+    assert _table_value(stdout, "system accuracy") == f"{100 * system:.2f}%"
+    assert _table_value(stdout, "speculative accuracy") == f"{100 * speculative:.2f}%"
+    assert _table_value(stdout, "master accuracy") == f"{100 * master:.2f}%"
+    assert _table_value(stdout, "escalation rate") == f"{100 * escalated / n:.2f}%"
+    assert _table_value(stdout, "answered on device") == f"{n - escalated} of {n}"
+    assert _table_value(stdout, "escalated to cloud") == f"{escalated} of {n}"
+    served = sum(e["request_id"].startswith("SpecEdge/") for e in server_log)
+    assert _table_value(stdout, "cloud requests received").startswith(f"{served} (server log; exactly")
+    for strategy, calls in (("SpecEdge", escalated), ("cloud-only", n), ("mobile-only", 0)):
+        row = re.search(rf"^\s+{strategy}\s+([\d.]+)%\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\d+)$", stdout, flags=re.MULTILINE)
+        assert row and int(row.group(2)) == calls
+    for link in ("3G", "LTE", "WiFi"):
+        assert re.search(rf"^\s+{link}: ", stdout, flags=re.MULTILINE), f"no verdict for {link}"
+
+
+def test_outputs_are_written(demo_run):
+    out, _, _, _ = demo_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["escalations_match_server"] is True
+    assert {e["link"] for e in report["estimates"]} == {"3G", "LTE", "WiFi"}
+    assert json.loads((out / "detector.json").read_text())["detector"] == "confidence-threshold"
+    for name in (
+        "confidence.png",
+        "costs.png",
+        "models/master/manifest.json",
+        "models/speculative/manifest.json",
+    ):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_ctrl_c_stops_the_demo_and_its_cloud_server(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specedge", "demo", "--out", str(out), *FAST, "--no-plots"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    demo = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 300
+    children: list[psutil.Process] = []
+    while time.monotonic() < deadline and not children:
+        assert proc.poll() is None, proc.communicate()[1]
+        children = [c for c in demo.children(recursive=True) if "serve" in " ".join(c.cmdline())]
+        time.sleep(0.2)
+    assert children, "the demo never started its cloud server"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr.splitlines()[-1]
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "the cloud server outlived the demo"
