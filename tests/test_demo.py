@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-FAST = ["--master-arch", "lenet5", "--master-opt", "width=0.5", "--epochs", "3", "--lr", "0.005"]
+FAST = ["--master-arch", "lenet5", "--master-opt", "width=0.5", "--speculative-opt", "width=0.25", "--epochs", "3"]
 
 
 def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from specedge.training.trainer import AUGMENTATIONS
+from specedge.training.trainer import AUGMENTATIONS, TrainConfig
 
 __all__ = [
     "ArgumentParser",
@@ -151,17 +151,25 @@ def add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
         )
 
 
-def add_training(parser: argparse.ArgumentParser, *, epochs: int, augment: str = "none", lr: float = 2e-3) -> None:
+def add_training(
+    parser: argparse.ArgumentParser, *, epochs: int, augment: str = "none", lr: float = TrainConfig.lr
+) -> None:
     """Training hyper-parameters (see specedge.training.TrainConfig)."""
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=positive_int, default=epochs, help=f"maximum epochs (default: {epochs})")
-    group.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size (default: 64)")
-    group.add_argument("--lr", type=positive_float, default=lr, help=f"peak learning rate (default: {lr:g})")
+    group.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=TrainConfig.batch_size,
+        help=f"mini-batch size (default: {TrainConfig.batch_size})",
+    )
+    group.add_argument("--lr", type=positive_float, default=lr, help=f"initial learning rate (default: {lr:g})")
     group.add_argument(
         "--patience",
         type=positive_int,
-        default=6,
-        help="stop after this many epochs without a better validation accuracy",
+        default=TrainConfig.patience,
+        help="stop after this many epochs without a better validation score; the learning rate drops "
+        f"after a third of them (default: {TrainConfig.patience})",
     )
     group.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights, shuffling, augmentation")
     group.add_argument(

@@ -15,7 +15,7 @@ from specedge.cli._args import (
     key_values,
     positive_int,
 )
-from specedge.demo import DemoConfig, format_report, run_demo
+from specedge.demo import DEFAULT_SPECULATIVE_OPTIONS, DemoConfig, format_report, run_demo
 from specedge.errors import ConfigError
 from specedge.simulator import DEVICE_PROFILES, LINK_PROFILES
 from specedge.training import TrainConfig
@@ -45,7 +45,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         master_arch=args.master_arch,
         master_kwargs=dict(args.master_opt),
         speculative_arch=args.speculative_arch,
-        speculative_kwargs=dict(args.speculative_opt) or {"width": 0.25},
+        speculative_kwargs=dict(args.speculative_opt) or dict(DEFAULT_SPECULATIVE_OPTIONS),
         master_artifact=args.master_model,
         speculative_artifact=args.speculative_model,
         train=TrainConfig(
@@ -60,6 +60,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         limit=args.limit,
         links=args.links,
         device=args.device,
+        device_threads=args.device_threads,
         plots=not args.no_plots,
         show_progress=not args.quiet,
     )
@@ -101,7 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="speculative architecture option (repeatable; default: width=0.25)",
+        help="speculative architecture option (repeatable; default: "
+        + ", ".join(f"{k}={v}" for k, v in DEFAULT_SPECULATIVE_OPTIONS.items())
+        + ")",
     )
     demo.add_argument("--master-model", type=Path, metavar="DIR", help="use this master artifact instead of training")
     demo.add_argument(
@@ -128,6 +131,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         choices=sorted(DEVICE_PROFILES),
         default="tegra-k1",
         help="device power profile for energy estimates (default: tegra-k1)",
+    )
+    demo.add_argument(
+        "--device-threads",
+        type=positive_int,
+        default=1,
+        help="torch threads for the edge runs, as on a device answering one frame at a time (default: 1)",
     )
     demo.add_argument("--no-plots", action="store_true", help="skip confidence.png and costs.png")
     add_training(demo, epochs=30, augment="shift", lr=5e-3)

@@ -7,14 +7,12 @@ import json
 from pathlib import Path
 
 from specedge.cli._args import add_common, default_data_root, key_values
-from specedge.data import list_datasets
+from specedge.data import dataset_folder, list_datasets
 from specedge.errors import ConfigError
 from specedge.models import build_classifier, list_models, load_artifact, model_entry
 from specedge.models.profiler import profile_classifier
 
 __all__ = ["register"]
-
-_DATASET_FOLDERS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "cifar10-jpeg": "cifar-10-jpeg"}
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -30,7 +28,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     root = args.data_root or default_data_root()
     print(f"data root: {root if root else '(none found; pass --data-root or set SPECEDGE_DATA_ROOT)'}")
     for name, description in list_datasets().items():
-        folder = _DATASET_FOLDERS.get(name)
+        folder = dataset_folder(name)
         if folder is None:
             status = "embedded"
         elif root is not None and (root / folder).is_dir():

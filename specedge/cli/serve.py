@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specedge.cli._args import add_common, port_number, positive_float
+from specedge.cli._args import add_common, port_number, positive_float, positive_int
 from specedge.cloud.server import run_server
 
 __all__ = ["register"]
@@ -19,6 +19,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port_file=args.port_file,
         request_log_path=args.request_log,
         grace_s=args.grace_s,
+        torch_threads=args.threads,
     )
 
 
@@ -49,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=positive_float,
         default=2.0,
         help="seconds in-flight requests get to finish on shutdown (default: 2)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch threads per request; 1 is fastest for small models at batch 1 on CPU (default: 1)",
     )
     add_common(serve, data=False)
     serve.set_defaults(func=_cmd_serve)

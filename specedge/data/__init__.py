@@ -20,7 +20,7 @@ Module map: ``catalog`` (names and path detection), ``splits`` (split math), ``i
 
 from __future__ import annotations
 
-from specedge.data.catalog import list_datasets, load_dataset
+from specedge.data.catalog import dataset_folder, list_datasets, load_dataset
 from specedge.data.dataset import Dataset, DatasetSplits
 from specedge.data.digits import load_digits
 from specedge.data.idx import load_idx_folder, read_idx
@@ -30,6 +30,7 @@ from specedge.data.npz import load_npz
 __all__ = [
     "Dataset",
     "DatasetSplits",
+    "dataset_folder",
     "list_datasets",
     "load_dataset",
     "load_digits",

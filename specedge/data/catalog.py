@@ -23,7 +23,7 @@ from specedge.data.npz import load_npz
 from specedge.data.splits import check_seed
 from specedge.errors import DatasetError
 
-__all__ = ["ACCEPTED_LAYOUTS", "FASHION_MNIST_CLASSES", "list_datasets", "load_dataset"]
+__all__ = ["ACCEPTED_LAYOUTS", "FASHION_MNIST_CLASSES", "dataset_folder", "list_datasets", "load_dataset"]
 
 ACCEPTED_LAYOUTS = "an IDX folder, an image folder with train/ and test/, or a .npz file"
 
@@ -88,6 +88,13 @@ _CATALOG: dict[str, _Entry] = {
 def list_datasets() -> dict[str, str]:
     """Every dataset name with a one-line description, sorted by name."""
     return {name: entry.description for name, entry in sorted(_CATALOG.items())}
+
+
+def dataset_folder(name: str) -> str | None:
+    """The folder under the data root that the catalog name ``name`` is read from (None if embedded)."""
+    if name not in _CATALOG:
+        raise DatasetError(f"unknown dataset {name!r}; expected one of: {', '.join(sorted(_CATALOG))}")
+    return _CATALOG[name].folder
 
 
 def load_dataset(

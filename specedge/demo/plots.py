@@ -35,14 +35,19 @@ def plot_confidence(report: DemoReport, path: Path) -> Path:
     }
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(confidence.min() if len(confidence) else 0.0, 1.0, 31)
-    for (label, mask), color in zip(groups.items(), ("tab:green", "tab:orange", "tab:red"), strict=True):
-        ax.hist(confidence[mask], bins=bins, alpha=0.7, label=f"{label}: {int(mask.sum())}", color=color)
+    ax.hist(
+        [confidence[mask] for mask in groups.values()],
+        bins=bins,
+        stacked=True,
+        label=[f"{label}: {int(mask.sum())}" for label, mask in groups.items()],
+        color=["tab:green", "tab:orange", "tab:red"],
+    )
     threshold = float(report.detector["threshold"])
     ax.axvline(min(threshold, 1.0), color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     ax.set_yscale("log")
     ax.set_xlabel("speculative model confidence (top softmax probability)")
     ax.set_ylabel("test inputs")
-    ax.set_title(f"Misspeculation detector on {report.dataset['name']}: inputs left of the line go to the cloud")
+    ax.set_title(f"Misspeculation detector on {report.dataset['name']}\n(inputs left of the line go to the cloud)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -130,41 +130,45 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def _compare(other: CostEstimate, *, metric: str, unit: str, base: float, per_escalation: float, rate: float) -> str:
+    """SpecEdge costs ``base + rate * per_escalation`` on ``metric``; how does it fare against ``other``?
+
+    Speculation pays against ``other`` exactly while the escalation rate stays below the
+    break-even rate ``(other - base) / per_escalation``.
+    """
+    theirs = getattr(other, metric)
+    quantity = metric.removesuffix("_ms").removesuffix("_mj")
+    mine = base + rate * per_escalation
+    if mine < theirs:
+        change = f"{theirs / mine:.1f}x faster" if metric == "latency_ms" else f"{mine / theirs - 1:+.1%}"
+        return f"beats {other.strategy} on {quantity} ({change})"
+    head = f"loses to {other.strategy} on {quantity} ({mine:.2f} vs {theirs:.2f} {unit})"
+    if base >= theirs:
+        return f"{head}: even with no escalations the device part alone costs {base:.2f} {unit}"
+    return f"{head}: it would pay below {(theirs - base) / per_escalation:.2%} escalations (now {rate:.2%})"
+
+
 def _verdict(report: DemoReport, link: str) -> str:
-    """One sentence: does speculation pay on this link, and if not, why not."""
-    spec, cloud, mobile = (report.estimate(link, s) for s in (SPECEDGE, CLOUD_ONLY, MOBILE_ONLY))
+    """Per link: where speculation pays, and where it does not, the break-even escalation rate."""
+    spec = report.estimate(link, SPECEDGE)
     run = report.run(SPECEDGE)
     rate = len(run.cloud_ids) / len(run.records)
     local_ms = float(np.mean([r.local_us for r in run.records])) / 1e3
-    beaten = [
-        f"{other.strategy} on {what}"
-        for other in (cloud, mobile)
-        for what, mine, theirs in (
-            ("latency", spec.latency_ms, other.latency_ms),
-            ("energy", spec.energy_mj, other.energy_mj),
-        )
-        if mine >= theirs
-    ]
-    if not beaten:
-        return (
-            f"{link}: SpecEdge beats both: {cloud.latency_ms / spec.latency_ms:.1f}x faster and "
-            f"{1 - spec.energy_mj / cloud.energy_mj:.0%} less energy than cloud-only, "
-            f"{mobile.latency_ms / spec.latency_ms:.1f}x faster and {1 - spec.energy_mj / mobile.energy_mj:.0%} "
-            f"less energy than mobile-only."
-        )
+    # Per escalated input on this link: everything beyond the local part (exact means over the run).
     per_escalation_ms = (spec.latency_ms - local_ms) / rate if rate else 0.0
-    why = []
-    if any(b.startswith(MOBILE_ONLY) for b in beaten):
-        why.append(
-            f"the master costs only {mobile.latency_ms:.2f} ms / {mobile.energy_mj:.2f} mJ on this device, while "
-            f"SpecEdge pays {local_ms:.2f} ms locally plus {_pct(rate)} escalations at {per_escalation_ms:.1f} ms each"
+    per_escalation_mj = spec.radio_energy_mj / rate if rate else 0.0
+    parts = [
+        _compare(
+            report.estimate(link, other), metric=metric, unit=unit, base=base, per_escalation=per_escalation, rate=rate
         )
-    if any(b.startswith(CLOUD_ONLY) for b in beaten):
-        why.append(
-            f"the link is cheap ({cloud.latency_ms:.2f} ms / {cloud.energy_mj:.2f} mJ per cloud request) "
-            "compared with running the speculative model"
+        for other in (CLOUD_ONLY, MOBILE_ONLY)
+        for metric, unit, base, per_escalation in (
+            ("latency_ms", "ms", local_ms, per_escalation_ms),
+            ("energy_mj", "mJ", spec.compute_energy_mj, per_escalation_mj),
         )
-    return f"{link}: speculation does not pay against " + ", ".join(beaten) + ": " + "; ".join(why) + "."
+    ]
+    summary = "SpecEdge beats both baselines" if all(p.startswith("beats") for p in parts) else "SpecEdge"
+    return f"{link}: {summary}: " + "; ".join(parts) + "."
 
 
 def format_report(report: DemoReport) -> str:
