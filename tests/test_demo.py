@@ -134,3 +134,33 @@ def test_ctrl_c_stops_the_demo_and_its_cloud_server(tmp_path):
     assert "Traceback" not in stderr
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "the cloud server outlived the demo"
+
+
+def test_demo_runs_on_your_own_artifacts_without_training(demo_run, tmp_path):
+    trained, *_ = demo_run
+    out = tmp_path / "own"
+    result = _demo(
+        out,
+        "--master-model",
+        str(trained / "models" / "master"),
+        "--speculative-model",
+        str(trained / "models" / "speculative"),
+        "--limit",
+        "25",
+        "--no-plots",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "25 test inputs" in result.stdout
+    assert not (out / "models" / "master").exists()  # nothing was trained
+    with (out / "records.csv").open() as handle:
+        assert sum(r["strategy"] == "SpecEdge" for r in csv.DictReader(handle)) == 25
+
+
+def test_demo_refuses_a_model_for_other_data(demo_run, tmp_path):
+    trained, *_ = demo_run
+    result = _demo(tmp_path / "x", "--dataset", "mnist", "--master-model", str(trained / "models" / "master"))
+    if "not found" in result.stderr:
+        pytest.skip("MNIST is not available under the data root")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "expects images (1, 8, 8)" in lines[0] and "MNIST" in lines[0]

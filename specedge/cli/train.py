@@ -7,14 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from specedge.cli._args import add_common, add_training, default_cache_dir, default_data_root, key_values
 from specedge.compression import distill
 from specedge.data import DatasetSplits, list_datasets, load_dataset
-from specedge.errors import ConfigError
-from specedge.models import build_classifier, list_models, load_artifact, save_artifact
-from specedge.training import TrainConfig, channel_stats, evaluate, fit
+from specedge.models import list_models, load_artifact
+from specedge.training import TrainConfig, check_fits, evaluate, save_evaluated, train_new
 
 __all__ = ["register"]
 
@@ -52,32 +49,13 @@ def _say(args: argparse.Namespace, message: str) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     splits = _load(args)
     config = _train_config(args)
-    mean, std = channel_stats(splits.train.images)
-    torch.manual_seed(config.seed)
-    model = build_classifier(
-        args.arch,
-        num_classes=splits.num_classes,
-        image_shape=splits.image_shape,
-        mean=mean,
-        std=std,
-        **dict(args.arch_opt),
+    _say(args, f"training {args.arch} on {splits.name}: {len(splits.train)} train / {len(splits.val)} validation")
+    model, result = train_new(
+        args.arch, splits, config, show_progress=not args.quiet, description=args.arch, **dict(args.arch_opt)
     )
-    _say(
-        args,
-        f"training {args.arch} on {splits.name}: {len(splits.train)} train / {len(splits.val)} validation",
-    )
-    result = fit(model, splits, config, show_progress=not args.quiet, description=args.arch)
-    val = evaluate(model, splits.val, num_classes=splits.num_classes).accuracy
-    test = evaluate(model, splits.test, num_classes=splits.num_classes).accuracy
-    out = save_artifact(
-        args.out,
-        model,
-        dataset=splits.describe(),
-        metrics={"val_accuracy": val, "test_accuracy": test},
-        training={"config": config.to_dict(), **result.to_dict()},
-    )
+    out, val, test = save_evaluated(args.out, model, splits, training={"config": config.to_dict(), **result.to_dict()})
     print(
-        f"{args.arch} on {splits.name}: validation {val:.2%}, test {test:.2%} "
+        f"{args.arch} on {splits.name}: validation {val.accuracy:.2%}, test {test.accuracy:.2%} "
         f"(best epoch {result.best_epoch}); saved {out}"
     )
     return 0
@@ -97,17 +75,11 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
         **dict(args.arch_opt),
     )
-    val = evaluate(student, splits.val, num_classes=splits.num_classes).accuracy
-    test = evaluate(student, splits.test, num_classes=splits.num_classes).accuracy
-    out = save_artifact(
-        args.out,
-        student,
-        dataset=splits.describe(),
-        metrics={"val_accuracy": val, "test_accuracy": test},
-        training={"config": config.to_dict(), **report.to_dict()},
+    out, val, test = save_evaluated(
+        args.out, student, splits, training={"config": config.to_dict(), **report.to_dict()}
     )
     print(
-        f"speculative {args.arch}: validation {val:.2%}, test {test:.2%}, "
+        f"speculative {args.arch}: validation {val.accuracy:.2%}, test {test.accuracy:.2%}, "
         f"{report.mac_reduction:.1f}x fewer MACs than the master; saved {out}"
     )
     return 0
@@ -117,11 +89,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     loaded = load_artifact(args.model)
     splits = _load(args)
     spec = loaded.classifier.spec
-    if spec.image_shape != splits.image_shape or spec.num_classes != splits.num_classes:
-        raise ConfigError(
-            f"model {args.model} expects images {spec.image_shape} with {spec.num_classes} classes; "
-            f"dataset {splits.name!r} has {splits.image_shape} with {splits.num_classes}"
-        )
+    check_fits(spec, splits, what=f"model {args.model}")
     split = getattr(splits, args.split)
     result = evaluate(loaded.classifier, split, num_classes=splits.num_classes)
     if args.json:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from specedge.data import DatasetSplits
 from specedge.errors import ConfigError
 from specedge.models import ImageClassifier, build_classifier, profile_classifier
-from specedge.training import TrainConfig, TrainResult, fit
+from specedge.training import TrainConfig, TrainResult, check_fits, fit
 from specedge.training.trainer import LossFn
 
 __all__ = ["DistillationReport", "distill", "distillation_loss"]
@@ -99,11 +99,7 @@ def distill(
     geometry, so both models read the same raw pixels.
     """
     spec = master.spec
-    if splits.image_shape != spec.image_shape or splits.num_classes != spec.num_classes:
-        raise ConfigError(
-            f"master expects images {spec.image_shape} with {spec.num_classes} classes; dataset "
-            f"{splits.name!r} has {splits.image_shape} with {splits.num_classes}"
-        )
+    check_fits(spec, splits, what="the master")
     torch.manual_seed(config.seed)
     student = build_classifier(
         architecture,

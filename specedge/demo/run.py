@@ -34,10 +34,10 @@ from specedge.edge.cloud_client import CloudClient
 from specedge.edge.detector import ConfidenceThresholdDetector
 from specedge.edge.runtime import EdgeRuntime, InferenceRecord, Mode
 from specedge.errors import ConfigError
-from specedge.models import ImageClassifier, LoadedModel, build_classifier, load_artifact, save_artifact
+from specedge.models import ImageClassifier, load_artifact
 from specedge.models.profiler import profile_classifier
 from specedge.simulator import estimate_cost, get_device_profile, get_link_profile
-from specedge.training import TrainConfig, channel_stats, evaluate, fit, softmax
+from specedge.training import EvalResult, TrainConfig, check_fits, evaluate, save_evaluated, softmax, train_new
 
 __all__ = ["DEFAULT_SPECULATIVE_OPTIONS", "DemoConfig", "run_demo"]
 
@@ -83,48 +83,38 @@ class DemoConfig:
         get_device_profile(self.device)
 
 
-def _train_master(config: DemoConfig, splits: DatasetSplits, log: Log) -> ImageClassifier:
-    mean, std = channel_stats(splits.train.images)
-    torch.manual_seed(config.train.seed)
-    master = build_classifier(
-        config.master_arch,
-        num_classes=splits.num_classes,
-        image_shape=splits.image_shape,
-        mean=mean,
-        std=std,
-        **config.master_kwargs,
-    )
-    log(f"training master {config.master_arch} on {splits.name} ({len(splits.train)} train images)")
-    result = fit(master, splits, config.train, show_progress=config.show_progress, description="master")
-    log(f"  best validation accuracy {result.best_val_accuracy:.2%} at epoch {result.best_epoch}")
-    return master
+@dataclass(frozen=True)
+class _Model:
+    """A model of the demo with its artifact folder and its one evaluation per split."""
 
+    classifier: ImageClassifier
+    path: Path
+    val: EvalResult
+    test: EvalResult
 
-def _checked_artifact(path: Path, splits: DatasetSplits, role: str) -> LoadedModel:
-    loaded = load_artifact(path)
-    spec = loaded.classifier.spec
-    if spec.image_shape != splits.image_shape or spec.num_classes != splits.num_classes:
-        raise ConfigError(
-            f"{role} model {path} expects images {spec.image_shape} with {spec.num_classes} classes; "
-            f"dataset {splits.name!r} has {splits.image_shape} with {splits.num_classes}"
+    def summary(self, role: str) -> ModelSummary:
+        profile = profile_classifier(self.classifier)
+        spec = self.classifier.spec
+        options = ", ".join(f"{k}={v}" for k, v in spec.arch_kwargs.items())
+        return ModelSummary(
+            role=role,
+            architecture=f"{spec.architecture}({options})" if options else spec.architecture,
+            params=profile.total_params,
+            macs=profile.total_macs,
+            test_accuracy=self.test.accuracy,
         )
-    return loaded
 
 
-def _summary(role: str, model: ImageClassifier, splits: DatasetSplits) -> tuple[ModelSummary, np.ndarray]:
-    profile = profile_classifier(model)
-    result = evaluate(model, splits.test, num_classes=splits.num_classes)
-    arch = model.spec.architecture
-    if model.spec.arch_kwargs:
-        arch += "(" + ", ".join(f"{k}={v}" for k, v in model.spec.arch_kwargs.items()) + ")"
-    summary = ModelSummary(
-        role=role,
-        architecture=arch,
-        params=profile.total_params,
-        macs=profile.total_macs,
-        test_accuracy=result.accuracy,
+def _loaded(path: Path, splits: DatasetSplits, role: str) -> _Model:
+    """A user's artifact, checked against the dataset and evaluated once."""
+    classifier = load_artifact(path).classifier
+    check_fits(classifier.spec, splits, what=f"{role} model {path}")
+    return _Model(
+        classifier,
+        path,
+        evaluate(classifier, splits.val, num_classes=splits.num_classes),
+        evaluate(classifier, splits.test, num_classes=splits.num_classes),
     )
-    return summary, result.predictions
 
 
 def _write_records(path: Path, runs: list[StrategyRun], labels: np.ndarray) -> None:
@@ -180,24 +170,27 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
     log(f"dataset {splits.name}: {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test")
 
     if config.master_artifact is not None:
-        master = _checked_artifact(config.master_artifact, splits, "master").classifier
-        master_dir = config.master_artifact
+        master = _loaded(config.master_artifact, splits, "master")
     else:
-        master = _train_master(config, splits, log)
-        master_dir = save_artifact(
-            out / "models" / "master",
-            master,
-            dataset=splits.describe(),
-            metrics={"val_accuracy": evaluate(master, splits.val, num_classes=splits.num_classes).accuracy},
-            training=config.train.to_dict(),
+        log(f"training master {config.master_arch} on {splits.name} ({len(splits.train)} train images)")
+        classifier, trained = train_new(
+            config.master_arch,
+            splits,
+            config.train,
+            show_progress=config.show_progress,
+            description="master",
+            **config.master_kwargs,
         )
+        log(f"  best validation accuracy {trained.best_val_accuracy:.2%} at epoch {trained.best_epoch}")
+        training = {"config": config.train.to_dict(), **trained.to_dict()}
+        master = _Model(classifier, *save_evaluated(out / "models" / "master", classifier, splits, training=training))
 
     if config.speculative_artifact is not None:
-        speculative = _checked_artifact(config.speculative_artifact, splits, "speculative").classifier
+        speculative = _loaded(config.speculative_artifact, splits, "speculative")
     else:
         log(f"distilling speculative {config.speculative_arch} {config.speculative_kwargs} from the master")
-        speculative, distilled = distill(
-            master,
+        classifier, distilled = distill(
+            master.classifier,
             splits,
             config.speculative_arch,
             config.train,
@@ -205,18 +198,13 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
             **config.speculative_kwargs,
         )
         log(f"  {distilled.mac_reduction:.1f}x fewer MACs than the master")
-        save_artifact(
-            out / "models" / "speculative",
-            speculative,
-            dataset=splits.describe(),
-            metrics={"val_accuracy": evaluate(speculative, splits.val, num_classes=splits.num_classes).accuracy},
-            training=distilled.to_dict(),
+        training = {"config": config.train.to_dict(), **distilled.to_dict()}
+        speculative = _Model(
+            classifier, *save_evaluated(out / "models" / "speculative", classifier, splits, training=training)
         )
 
-    val_master = evaluate(master, splits.val, num_classes=splits.num_classes)
-    val_spec = evaluate(speculative, splits.val, num_classes=splits.num_classes)
     detector = ConfidenceThresholdDetector(target_ratio=config.target_ratio).fit(
-        softmax(val_spec.logits), val_master.predictions, splits.val.labels
+        softmax(speculative.val.logits), master.val.predictions, splits.val.labels
     )
     (out / "detector.json").write_text(json.dumps(detector.to_dict(), indent=2) + "\n")
     log(
@@ -224,8 +212,6 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         f"(target {detector.target_accuracy_:.2%}) escalating {detector.val_escalation_rate_:.2%}"
     )
 
-    master_summary, master_test_predictions = _summary("master", master, splits)
-    spec_summary, _ = _summary("speculative", speculative, splits)
     test = splits.test if config.limit is None else splits.test.subset(np.arange(min(config.limit, len(splits.test))))
     n = len(test)
 
@@ -234,11 +220,16 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
     training_threads = torch.get_num_threads()
     torch.set_num_threads(config.device_threads)  # the device answers one frame at a time
     try:
-        with CloudServerProcess([Path(master_dir)], request_log_path=request_log_path) as server:
+        with CloudServerProcess([master.path], request_log_path=request_log_path) as server:
             log(f"cloud server (separate process) listening on {server.target}")
-            with CloudClient(server.target, model_name=Path(master_dir).name) as client:
+            with CloudClient(server.target, model_name=master.path.name) as client:
                 runs = _run_strategies(
-                    config, master=master, speculative=speculative, detector=detector, client=client, test=test
+                    config,
+                    master=master.classifier,
+                    speculative=speculative.classifier,
+                    detector=detector,
+                    client=client,
+                    test=test,
                 )
     finally:
         torch.set_num_threads(training_threads)
@@ -252,9 +243,9 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
     ]
     report = DemoReport(
         dataset=splits.describe(),
-        models=[master_summary, spec_summary],
+        models=[master.summary("master"), speculative.summary("speculative")],
         detector=detector.to_dict(),
-        master_test_predictions=master_test_predictions[:n],
+        master_test_predictions=master.test.predictions[:n],
         runs=runs,
         server_request_ids=[entry.request_id for entry in server_requests],
         estimates=estimates,

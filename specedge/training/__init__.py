@@ -1,6 +1,7 @@
 """Training and evaluation of classifiers: seeded, early-stopped on validation, with progress bars."""
 
 from specedge.training.evaluate import EvalResult, evaluate, predict_logits, softmax
+from specedge.training.recipes import check_fits, save_evaluated, train_new
 from specedge.training.trainer import EpochStats, TrainConfig, TrainResult, channel_stats, fit
 
 __all__ = [
@@ -9,8 +10,11 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "channel_stats",
+    "check_fits",
     "evaluate",
     "fit",
     "predict_logits",
+    "save_evaluated",
     "softmax",
+    "train_new",
 ]
