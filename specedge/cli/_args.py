@@ -27,6 +27,7 @@ __all__ = [
     "port_number",
     "positive_float",
     "positive_int",
+    "train_config",
 ]
 
 DATA_ROOT_ENV = "SPECEDGE_DATA_ROOT"
@@ -41,34 +42,30 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _int_in(text: str, low: int, high: float, expected: str) -> int:
+    """``int(text)`` if it lies in ``[low, high]``; otherwise argparse's error saying ``expected``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _int_in(text, 1, float("inf"), "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _int_in(text, 0, float("inf"), "an integer >= 0")
 
 
 def port_number(text: str) -> int:
     """A TCP port, 0 meaning 'any free port'."""
-    value = non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {text!r}")
-    return value
+    return _int_in(text, 0, 65535, "a port in 0..65535")
 
 
 def positive_float(text: str) -> float:
@@ -178,4 +175,16 @@ def add_training(
         default=augment,
         help=f"data augmentation: shift = random translations, shift-flip = also mirror (natural images only) "
         f"(default: {augment})",
+    )
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that the options of :func:`add_training` describe."""
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        augment=args.augment,
     )

@@ -14,11 +14,11 @@ from specedge.cli._args import (
     fraction,
     key_values,
     positive_int,
+    train_config,
 )
 from specedge.demo import DEFAULT_SPECULATIVE_OPTIONS, DemoConfig, format_report, run_demo
 from specedge.errors import ConfigError
 from specedge.simulator import DEVICE_PROFILES, LINK_PROFILES
-from specedge.training import TrainConfig
 
 __all__ = ["register"]
 
@@ -48,14 +48,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         speculative_kwargs=dict(args.speculative_opt) or dict(DEFAULT_SPECULATIVE_OPTIONS),
         master_artifact=args.master_model,
         speculative_artifact=args.speculative_model,
-        train=TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            patience=args.patience,
-            seed=args.seed,
-            augment=args.augment,
-        ),
+        train=train_config(args),
         target_ratio=args.target_ratio,
         limit=args.limit,
         links=args.links,

@@ -7,11 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from specedge.cli._args import add_common, add_training, default_cache_dir, default_data_root, key_values
+from specedge.cli._args import (
+    add_common,
+    add_training,
+    default_cache_dir,
+    default_data_root,
+    key_values,
+    train_config,
+)
 from specedge.compression import distill
 from specedge.data import DatasetSplits, list_datasets, load_dataset
 from specedge.models import list_models, load_artifact
-from specedge.training import TrainConfig, check_fits, evaluate, save_evaluated, train_new
+from specedge.training import check_fits, evaluate, save_evaluated, train_new
 
 __all__ = ["register"]
 
@@ -30,17 +37,6 @@ def _load(args: argparse.Namespace) -> DatasetSplits:
     )
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        augment=args.augment,
-    )
-
-
 def _say(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
@@ -48,7 +44,7 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     splits = _load(args)
-    config = _train_config(args)
+    config = train_config(args)
     _say(args, f"training {args.arch} on {splits.name}: {len(splits.train)} train / {len(splits.val)} validation")
     model, result = train_new(
         args.arch, splits, config, show_progress=not args.quiet, description=args.arch, **dict(args.arch_opt)
@@ -64,7 +60,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_distill(args: argparse.Namespace) -> int:
     master = load_artifact(args.master).classifier
     splits = _load(args)
-    config = _train_config(args)
+    config = train_config(args)
     student, report = distill(
         master,
         splits,
