@@ -13,11 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from specedge.data import list_datasets
 from specedge.training.trainer import AUGMENTATIONS, TrainConfig
 
 __all__ = [
     "ArgumentParser",
     "add_common",
+    "add_dataset",
+    "add_options",
     "add_training",
     "default_cache_dir",
     "default_data_root",
@@ -118,6 +121,28 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/specedge`` or ``~/.cache/specedge`` (decoded image folders live here)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "specedge"
+
+
+def add_dataset(parser: argparse.ArgumentParser) -> None:
+    """``--dataset NAME|PATH``, default digits, with the accepted names and layouts in its help."""
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        help=f"dataset name ({', '.join(list_datasets())}) or a path to an IDX folder, an image folder with "
+        "train/ and test/, or a .npz (default: digits, embedded)",
+    )
+
+
+def add_options(parser: argparse.ArgumentParser, flag: str, *, what: str, example: str) -> None:
+    """A repeatable ``flag KEY=VALUE`` collecting architecture options into a list of pairs."""
+    parser.add_argument(
+        flag,
+        type=key_values,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{what} option, e.g. {example} (repeatable)",
+    )
 
 
 def add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from specedge.cli._args import (
     add_common,
+    add_dataset,
+    add_options,
     add_training,
     default_cache_dir,
     default_data_root,
     fraction,
-    key_values,
     positive_int,
     train_config,
 )
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "validation, start a real gRPC cloud server, run the test set through the edge runtime, and print "
         "accuracy, escalations, measured latency and estimated latency/energy on 3G/LTE/WiFi.",
     )
-    demo.add_argument("--dataset", default="digits", help="dataset name or path (default: digits, embedded)")
+    add_dataset(demo)
     demo.add_argument(
         "--out",
         type=Path,
@@ -80,25 +81,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="folder for models, records.csv, report.json, plots (default: ./demo-output)",
     )
     demo.add_argument("--master-arch", default="resnet20", help="master architecture (default: resnet20)")
-    demo.add_argument(
-        "--master-opt",
-        type=key_values,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="master architecture option (repeatable)",
-    )
+    add_options(demo, "--master-opt", what="master architecture", example="width=0.5")
     demo.add_argument("--speculative-arch", default="lenet5", help="speculative architecture (default: lenet5)")
-    demo.add_argument(
-        "--speculative-opt",
-        type=key_values,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="speculative architecture option (repeatable; default: "
-        + ", ".join(f"{k}={v}" for k, v in DEFAULT_SPECULATIVE_OPTIONS.items())
-        + ")",
-    )
+    defaults = ", ".join(f"{k}={v}" for k, v in DEFAULT_SPECULATIVE_OPTIONS.items())
+    add_options(demo, "--speculative-opt", what="speculative architecture", example=f"{defaults} (the default)")
     demo.add_argument("--master-model", type=Path, metavar="DIR", help="use this master artifact instead of training")
     demo.add_argument(
         "--speculative-model",

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from specedge.cli._args import add_common, default_data_root, key_values
+from specedge.cli._args import add_common, add_options, default_data_root
 from specedge.data import dataset_folder, list_datasets
 from specedge.errors import ConfigError
 from specedge.models import build_classifier, list_models, load_artifact, model_entry
@@ -94,14 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     profile.add_argument("--model", type=Path, metavar="DIR", help="artifact folder")
     profile.add_argument("--arch", help="zoo architecture name")
-    profile.add_argument(
-        "--arch-opt",
-        type=key_values,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="architecture option, e.g. alpha=0.5 (repeatable; with --arch)",
-    )
+    add_options(profile, "--arch-opt", what="architecture", example="alpha=0.5, with --arch")
     profile.add_argument(
         "--input",
         type=_parse_shape,

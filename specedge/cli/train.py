@@ -9,23 +9,19 @@ from pathlib import Path
 
 from specedge.cli._args import (
     add_common,
+    add_dataset,
+    add_options,
     add_training,
     default_cache_dir,
     default_data_root,
-    key_values,
     train_config,
 )
 from specedge.compression import distill
-from specedge.data import DatasetSplits, list_datasets, load_dataset
+from specedge.data import DatasetSplits, load_dataset
 from specedge.models import list_models, load_artifact
 from specedge.training import check_fits, evaluate, save_evaluated, train_new
 
 __all__ = ["register"]
-
-
-def _dataset_help() -> str:
-    names = ", ".join(list_datasets())
-    return f"dataset name ({names}) or a path to an IDX folder, an image folder with train/ and test/, or a .npz"
 
 
 def _load(args: argparse.Namespace) -> DatasetSplits:
@@ -106,16 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="train a zoo model on a dataset and save an artifact",
         description="Train a classifier with early stopping on the validation split; save weights + manifest.",
     )
-    train.add_argument("--dataset", default="digits", help=_dataset_help() + " (default: digits)")
+    add_dataset(train)
     train.add_argument("--arch", default="lenet5", help=f"architecture: {', '.join(list_models())} (default: lenet5)")
-    train.add_argument(
-        "--arch-opt",
-        type=key_values,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="architecture option, e.g. width=0.5, alpha=0.25, rho=0.5 (repeatable)",
-    )
+    add_options(train, "--arch-opt", what="architecture", example="width=0.5, alpha=0.25, rho=0.5")
     train.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact folder to write")
     add_training(train, epochs=30)
     add_common(train)
@@ -127,16 +116,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Train a smaller architecture to imitate a master artifact (soft targets + labels).",
     )
     dist.add_argument("--master", type=Path, required=True, metavar="DIR", help="the master's artifact folder")
-    dist.add_argument("--dataset", default="digits", help=_dataset_help() + " (default: digits)")
+    add_dataset(dist)
     dist.add_argument("--arch", default="lenet5", help="student architecture (default: lenet5)")
-    dist.add_argument(
-        "--arch-opt",
-        type=key_values,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="student option, e.g. width=0.25 (repeatable)",
-    )
+    add_options(dist, "--arch-opt", what="student architecture", example="width=0.25")
     dist.add_argument("--temperature", type=float, default=4.0, help="softmax temperature of the soft targets")
     dist.add_argument("--alpha", type=float, default=0.7, help="weight of the soft-target term in [0, 1]")
     dist.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact folder to write")
@@ -150,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Evaluate an artifact on the train, validation or test split.",
     )
     ev.add_argument("--model", type=Path, required=True, metavar="DIR", help="artifact folder")
-    ev.add_argument("--dataset", default="digits", help=_dataset_help() + " (default: digits)")
+    add_dataset(ev)
     ev.add_argument("--split", choices=("train", "val", "test"), default="test", help="which split (default: test)")
     ev.add_argument("--json", action="store_true", help="print JSON with per-class accuracy")
     add_common(ev)
