@@ -12,7 +12,8 @@ with ``raise ... from exc`` so the cause stays visible in logs.
     ├── DatasetError         a dataset name, path or file cannot be used
     ├── ArtifactError        a model artifact is missing, corrupt or does not match its manifest
     ├── TensorError          a tensor has the wrong dtype, shape or byte size
-    └── CloudError           the cloud server could not be reached or answered with an error
+    ├── CloudError           the cloud server could not be reached or answered with an error
+    └── TraceError           a network trace file is missing, malformed or has no capacity
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "DatasetError",
     "SpecEdgeError",
     "TensorError",
+    "TraceError",
 ]
 
 
@@ -49,3 +51,7 @@ class TensorError(SpecEdgeError, ValueError):
 
 class CloudError(SpecEdgeError):
     """A request to the cloud inference server failed."""
+
+
+class TraceError(SpecEdgeError, ValueError):
+    """A network trace file (Mahimahi or time/throughput) is missing, malformed or has no capacity."""

@@ -1,24 +1,80 @@
-"""Offline evaluation of SpecEdge against cloud-only and mobile-only under 3G, LTE and WiFi.
+"""Offline simulation of SpecEdge against cloud-only and mobile-only (issue 8; thesis chapter 4).
 
-The foundation holds a first-order model: links with a fixed bandwidth and round-trip time, the
-Huang et al. (MobiSys 2012) data-transfer power model without radio tails, and a device that
-draws a fixed power while computing. The full simulator (radio power states, real traces,
-device models) extends these modules.
+Parts, each in its own module (``docs/ARCHITECTURE.md`` has the map):
+
+* links and radios: :mod:`.links` (named 3G / LTE / WiFi / 5G links, connection handshakes),
+  :mod:`.radio` and :mod:`.radio_profiles` (Huang 2012 and ARO power models, RRC state machines),
+  :mod:`.channels` and :mod:`.traces` (constant-rate and trace-driven capacity), :mod:`.wire`
+  (bytes on the wire of a ModelInfer, zstd compression);
+* time: :mod:`.arrivals` (frame rate, Poisson, recorded), :mod:`.stream` (the replay's input and
+  output), :mod:`.replay` (the time-ordered replay; :mod:`.replay_reference` and :mod:`.replay_fast`);
+* devices: :mod:`.device` (named device profiles, analytic roofline time and energy per layer).
+
+Measuring models on this machine and the per-layer latency regression import torch and
+scikit-learn, so they are not re-exported here: use :mod:`.measure` and :mod:`.latency_model`.
+:mod:`.estimate` is the foundation's first-order estimate, kept for the demo until it moves to
+:func:`replay`.
 """
 
-from specedge.simulator.device import DEVICE_PROFILES, DeviceProfile, get_device_profile
+from specedge.simulator.arrivals import constant_rate_arrivals, poisson_arrivals, recorded_arrivals
+from specedge.simulator.channels import Channel, ConstantRate
+from specedge.simulator.device import (
+    DEVICE_PROFILES,
+    DeviceProfile,
+    LayerCost,
+    ModelCost,
+    get_device_profile,
+    layer_cost,
+    model_cost,
+)
 from specedge.simulator.estimate import CostEstimate, CostRecord, estimate_cost
-from specedge.simulator.links import LINK_PROFILES, LinkProfile, TransferPowerModel, get_link_profile
+from specedge.simulator.links import LINK_PROFILES, ConnectionProfile, LinkProfile, get_link_profile
+from specedge.simulator.radio import Radio, RadioProfile, TransferPowerModel
+from specedge.simulator.radio_profiles import RADIO_PROFILES, get_radio_profile
+from specedge.simulator.replay import replay
+from specedge.simulator.replay_fast import replay_vectorised
+from specedge.simulator.replay_reference import replay_reference
+from specedge.simulator.stream import ModelKind, ReplayResult, RequestStream
+from specedge.simulator.traces import TraceChannel, load_mahimahi, load_rate_trace, load_trace
+from specedge.simulator.wire import WireFraming, compression_ratio, infer_message_sizes, wire_bytes
 
 __all__ = [
     "DEVICE_PROFILES",
     "LINK_PROFILES",
+    "RADIO_PROFILES",
+    "Channel",
+    "ConnectionProfile",
+    "ConstantRate",
     "CostEstimate",
     "CostRecord",
     "DeviceProfile",
+    "LayerCost",
     "LinkProfile",
+    "ModelCost",
+    "ModelKind",
+    "Radio",
+    "RadioProfile",
+    "ReplayResult",
+    "RequestStream",
+    "TraceChannel",
     "TransferPowerModel",
+    "WireFraming",
+    "compression_ratio",
+    "constant_rate_arrivals",
     "estimate_cost",
     "get_device_profile",
     "get_link_profile",
+    "get_radio_profile",
+    "infer_message_sizes",
+    "layer_cost",
+    "load_mahimahi",
+    "load_rate_trace",
+    "load_trace",
+    "model_cost",
+    "poisson_arrivals",
+    "recorded_arrivals",
+    "replay",
+    "replay_reference",
+    "replay_vectorised",
+    "wire_bytes",
 ]

@@ -1,16 +1,17 @@
-"""First estimate of per-input latency and device energy of a strategy on a link.
+"""The foundation's first-order estimate of per-input latency and energy (kept for the demo).
 
 Input is the list of measured per-input records of one real run (local compute time on this
 machine, which inputs reached the cloud, the real request/response sizes and the server's
-reported queue+compute time). Each cloud request is replayed on a :class:`LinkProfile`:
+reported queue+compute time). Each cloud request is priced on a :class:`LinkProfile`'s channels
+(from time 0) and its radio's Huang transfer power:
 
     latency  = local + [cloud] * (rtt + upload + server + download)
-    energy   = P_compute * local
+    energy   = P_active * local
              + [cloud] * (P(U,0) * upload + P(0,D) * download + b * (rtt + server))
 
-i.e. the radio draws the Huang power while moving data and its base power ``b`` while waiting
-for the answer. Radio promotion and tail energy are not modelled yet (the radio-state simulator
-adds them); this favours cloud-heavy strategies, so SpecEdge's savings here are conservative.
+No notion of time, radio promotion or tails, and ``local`` is this machine's time priced at the
+device profile's power: the time-ordered replay (:func:`specedge.simulator.replay.replay`) with a
+device model (:mod:`specedge.simulator.device`) replaces this estimate.
 """
 
 from __future__ import annotations
@@ -73,18 +74,18 @@ def estimate_cost(
     up_bytes = np.array([r.request_bytes for r in records], dtype=np.float64)
     down_bytes = np.array([r.response_bytes for r in records], dtype=np.float64)
 
-    upload_s = link.upload_s(up_bytes)
-    download_s = link.download_s(down_bytes)
-    wait_s = link.rtt_ms / 1e3 + server_s
+    upload_s = link.uplink.transfer_many(up_bytes, np.zeros_like(up_bytes))
+    download_s = link.downlink.transfer_many(down_bytes, np.zeros_like(down_bytes))
+    wait_s = link.rtt_s + server_s
     cloud_latency_s = np.where(cloud, wait_s + upload_s + download_s, 0.0)
     latency_s = local_s + cloud_latency_s
 
-    compute_mj = device.compute_energy_mj(1.0) * local_s
-    p = link.power
+    compute_mj = device.active_power_mw * local_s
+    p = link.radio.transfer
     radio_mj = np.where(
         cloud,
-        p.power_mw(link.uplink_mbps, 0.0) * upload_s
-        + p.power_mw(0.0, link.downlink_mbps) * download_s
+        p.energy_mj(up_bytes, np.zeros_like(up_bytes), upload_s)
+        + p.energy_mj(np.zeros_like(down_bytes), down_bytes, download_s)
         + p.base_mw * wait_s,
         0.0,
     )

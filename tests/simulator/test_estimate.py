@@ -1,15 +1,16 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from specedge.errors import ConfigError
 from specedge.simulator import (
-    DeviceProfile,
+    ConstantRate,
     LinkProfile,
     TransferPowerModel,
     estimate_cost,
     get_device_profile,
     get_link_profile,
+    get_radio_profile,
 )
 
 
@@ -25,17 +26,16 @@ class _Record:
 
 LINK = LinkProfile(
     "test",
-    uplink_mbps=8.0,
-    downlink_mbps=16.0,
+    uplink=ConstantRate(8.0),
+    downlink=ConstantRate(16.0),
     rtt_ms=50.0,
-    power=TransferPowerModel(100.0, 10.0, 1000.0),
-    source="test",
+    radio=replace(get_radio_profile("huang2012-lte"), transfer=TransferPowerModel(100.0, 10.0, 1000.0)),
 )
-DEVICE = DeviceProfile("test", compute_power_mw=2000.0, source="test")
+DEVICE = replace(get_device_profile("rpi4"), name="test", active_power_mw=2000.0, idle_power_mw=0.0)
 
 
 def test_huang_power_model_lte_coefficients():
-    lte = get_link_profile("LTE").power
+    lte = get_link_profile("LTE").radio.transfer
     assert lte.power_mw(5.85, 0.0) == pytest.approx(438.39 * 5.85 + 1288.04)
     assert lte.power_mw(0.0, 13.0) == pytest.approx(51.97 * 13.0 + 1288.04)
 
@@ -73,12 +73,10 @@ def test_means_over_records():
 
 def test_profiles_and_errors():
     assert {get_link_profile(n).name for n in ("3g", "lte", "wifi")} == {"3G", "LTE", "WiFi"}
-    assert get_device_profile("tegra-k1").compute_power_mw == pytest.approx(11165.05, rel=1e-4)
+    assert get_device_profile("tegra-k1").active_power_mw == pytest.approx(11165.05, rel=1e-4)
     with pytest.raises(ConfigError, match="expected one of: 3g, lte, wifi"):
         get_link_profile("lte5")
     with pytest.raises(ConfigError, match="unknown device profile"):
         get_device_profile("toaster")
-    with pytest.raises(ConfigError, match="bandwidths"):
-        LinkProfile("bad", 0.0, 1.0, 1.0, TransferPowerModel(1, 1, 1), "x")
     with pytest.raises(ValueError, match="empty"):
         estimate_cost([], strategy="s", link=LINK, device=DEVICE)
