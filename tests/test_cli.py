@@ -128,7 +128,7 @@ def test_bad_input_gives_one_line_and_exit_1(argv, needles, trained, tmp_path, c
         (["train", "--augment", "rotate", "--out", "x"], "invalid choice: 'rotate'"),
         (["train", "--arch-opt", "width", "--out", "x"], "expected KEY=VALUE"),
         (["train"], "the following arguments are required: --out"),
-        (["demo", "--target-ratio", "1.5"], "--target-ratio: expected a number in (0, 1], got '1.5'"),
+        (["demo", "--delta", "1.5"], "--delta: expected a number in (0, 1], got '1.5'"),
         (["demo", "--links", "lte5"], "unknown link profile 'lte5'; expected a comma-separated list of: 3g, lte, wifi"),
         (["demo", "--device", "toaster"], "invalid choice: 'toaster'"),
         (["demo", "--limit", "0"], "--limit: expected a positive integer"),

@@ -16,12 +16,17 @@ from specedge.cli._args import (
     fraction,
     positive_int,
     train_config,
+    unit_interval,
 )
 from specedge.demo import DEFAULT_SPECULATIVE_OPTIONS, DemoConfig, format_report, run_demo
+from specedge.demo.run import DEFAULT_QUALITY, DEFAULT_TARGET
+from specedge.detector import POLICIES, QUALITIES
 from specedge.errors import ConfigError
 from specedge.simulator import DEVICE_PROFILES, LINK_PROFILES
 
 __all__ = ["register"]
+
+DEMO_LINKS = ("3g", "lte", "wifi")  # SIEVE's three technologies; the assumed 5G profile only on request
 
 
 def _links(text: str) -> tuple[str, ...]:
@@ -50,7 +55,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         master_artifact=args.master_model,
         speculative_artifact=args.speculative_model,
         train=train_config(args),
-        target_ratio=args.target_ratio,
+        policy=args.policy,
+        quality=args.quality,
+        target=args.target,
+        delta=None if args.no_guarantee else args.delta,
+        detector_file=args.detector,
+        audit_share=args.audit_share,
         limit=args.limit,
         links=args.links,
         device=args.device,
@@ -92,18 +102,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="DIR",
         help="use this speculative artifact instead of distilling",
     )
-    demo.add_argument(
-        "--target-ratio",
-        type=fraction,
-        default=1.0,
-        help="target system accuracy as a fraction of the master's validation accuracy (default: 1.0)",
+    group = demo.add_argument_group("misspeculation detector")
+    group.add_argument(
+        "--policy", choices=[p for p in POLICIES if p != "pair"], default="threshold", help="escalation policy"
+    )
+    group.add_argument(
+        "--quality",
+        choices=QUALITIES,
+        default=DEFAULT_QUALITY,
+        help=f"what the target is about: agreement with the master (label-free) or accuracy relative to it "
+        f"(default: {DEFAULT_QUALITY})",
+    )
+    group.add_argument(
+        "--target",
+        type=float,
+        default=DEFAULT_TARGET,
+        help="for agreement, the fraction of answers equal to the master's; for accuracy, the fraction of the "
+        f"master's accuracy (default: {DEFAULT_TARGET})",
+    )
+    group.add_argument(
+        "--delta", type=fraction, default=0.05, help="failure probability of the guarantee (default: 0.05)"
+    )
+    group.add_argument(
+        "--no-guarantee", action="store_true", help="fit the threshold to validation only (no guarantee)"
+    )
+    group.add_argument(
+        "--detector", type=Path, metavar="FILE", help="use detectors from `specedge calibrate` instead of calibrating"
+    )
+    group.add_argument(
+        "--audit-share",
+        type=unit_interval,
+        default=0.02,
+        help="share of kept answers also sent to the master to audit the detector (default: 0.02; 0 = off)",
     )
     demo.add_argument("--limit", type=positive_int, metavar="N", help="run only the first N test inputs")
     demo.add_argument(
         "--links",
         type=_links,
-        default=tuple(LINK_PROFILES),
-        help=f"links to estimate, comma-separated (default: {','.join(LINK_PROFILES)})",
+        default=DEMO_LINKS,
+        help=f"links to estimate, comma-separated, from {','.join(LINK_PROFILES)} (default: {','.join(DEMO_LINKS)})",
     )
     demo.add_argument(
         "--device",

@@ -1,9 +1,8 @@
 """Figures that show *why* the table comes out as it does.
 
-``confidence.png`` redraws thesis Fig. 4.4 for this run: the speculative model's confidence
-for correct answers, correctable errors (master right) and uncorrectable ones (both wrong),
-with the detector's threshold. ``costs.png`` shows per-input latency and energy of the three
-strategies on each link.
+``costs.png`` shows per-input latency and energy of the three strategies on each link. The
+detector's own figures (``outcomes.png``, ``tradeoff.png``) come from
+:mod:`specedge.detector.plots`.
 """
 
 from __future__ import annotations
@@ -18,41 +17,7 @@ import numpy as np
 
 from specedge.demo.report import DemoReport
 
-__all__ = ["plot_confidence", "plot_costs"]
-
-
-def plot_confidence(report: DemoReport, path: Path) -> Path:
-    """Histogram of speculative confidence by outcome, with the threshold."""
-    run = report.run("SpecEdge")
-    confidence = np.array([r.confidence for r in run.records], dtype=np.float64)
-    spec_pred = np.array([r.local_prediction for r in run.records])
-    spec_ok = spec_pred == run.labels
-    master_ok = report.master_test_predictions == run.labels
-    groups = {
-        "correct": spec_ok,
-        "correctable error (master right)": ~spec_ok & master_ok,
-        "uncorrectable error (both wrong)": ~spec_ok & ~master_ok,
-    }
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(confidence.min() if len(confidence) else 0.0, 1.0, 31)
-    ax.hist(
-        [confidence[mask] for mask in groups.values()],
-        bins=bins,
-        stacked=True,
-        label=[f"{label}: {int(mask.sum())}" for label, mask in groups.items()],
-        color=["tab:green", "tab:orange", "tab:red"],
-    )
-    threshold = float(report.detector["threshold"])
-    ax.axvline(min(threshold, 1.0), color="black", linestyle="--", label=f"threshold {threshold:.3f}")
-    ax.set_yscale("log")
-    ax.set_xlabel("speculative model confidence (top softmax probability)")
-    ax.set_ylabel("test inputs")
-    ax.set_title(f"Misspeculation detector on {report.dataset['name']}\n(inputs left of the line go to the cloud)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+__all__ = ["plot_costs"]
 
 
 def plot_costs(report: DemoReport, path: Path) -> Path:

@@ -6,12 +6,15 @@ request log), so ``records.csv`` and the table can be checked against each other
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from specedge.detector import MisspeculationDetector
+from specedge.detector.audit import AuditStatus
+from specedge.detector.report import DetectorEvaluation
 from specedge.edge.runtime import InferenceRecord, Route
 from specedge.simulator import CostEstimate
 
@@ -56,13 +59,18 @@ class StrategyRun:
 
     @property
     def cloud_ids(self) -> list[str]:
-        """Ids of the inputs this run sent to the cloud."""
+        """Ids of the inputs this run sent to the cloud (escalated, direct or audited)."""
         return [r.input_id for r in self.records if r.reached_cloud]
 
     @property
     def escalated(self) -> int:
         """Inputs that ran locally and were then replayed in the cloud."""
         return sum(r.route is Route.ESCALATED for r in self.records)
+
+    @property
+    def audited(self) -> int:
+        """Kept answers also sent to the master to audit the detector."""
+        return sum(r.audited for r in self.records)
 
     def latency_ms(self) -> np.ndarray:
         """Measured end-to-end latency of every input."""
@@ -75,7 +83,9 @@ class DemoReport:
 
     dataset: dict[str, Any]
     models: list[ModelSummary]
-    detector: dict[str, Any]
+    detector: MisspeculationDetector
+    detector_test: DetectorEvaluation
+    audit: AuditStatus | None
     master_test_predictions: np.ndarray
     runs: list[StrategyRun]
     server_request_ids: list[str]
@@ -106,11 +116,14 @@ class DemoReport:
         return {
             "dataset": self.dataset,
             "models": [m.__dict__ for m in self.models],
-            "detector": self.detector,
+            "detector": self.detector.to_dict(),
+            "detector_test": self.detector_test.to_dict(),
+            "audit": None if self.audit is None else {**asdict(self.audit), "audit_share": self.audit.audit_share},
             "test_inputs": len(spec.records),
             "accuracy": {run.strategy: run.accuracy for run in self.runs},
-            "escalation_rate": len(spec.cloud_ids) / len(spec.records),
-            "escalated": len(spec.cloud_ids),
+            "escalation_rate": spec.escalated / len(spec.records),
+            "escalated": spec.escalated,
+            "audited": spec.audited,
             "server_requests": {run.strategy: len(self.server_ids(run.strategy)) for run in self.runs},
             "escalations_match_server": sorted(spec.cloud_ids) == sorted(self.server_ids(SPECEDGE)),
             "measured_latency_ms": {
@@ -148,6 +161,32 @@ def _compare(other: CostEstimate, *, metric: str, unit: str, base: float, per_es
     return f"{head}: it would pay below {(theirs - base) / per_escalation:.2%} escalations (now {rate:.2%})"
 
 
+def _certified(detector: MisspeculationDetector) -> str:
+    """What the detector's guarantee says, in the user's terms."""
+    if not detector.certified:
+        return "nothing (threshold fitted to validation, no guarantee)"
+    assert detector.delta is not None
+    chance = f"with probability >= {1 - detector.delta:.0%} over the calibration draw"
+    if detector.quality == "agreement":
+        slack = 100 * (1 - detector.target)
+        return (
+            f"agreement >= {_pct(detector.target)}, so accuracy >= master - {slack:.2f} points, {chance} "
+            "(inputs like the calibration set)"
+        )
+    return f"accuracy >= {detector.target:g} x master accuracy, {chance} (inputs like the calibration set)"
+
+
+def _audit_lines(report: DemoReport) -> list[str]:
+    status = report.audit
+    if status is None:
+        return []
+    alarm = "DRIFT ALARM: agreement fell below the target" if status.alarm else "no drift alarm"
+    return [
+        f"  audited on the master    {status.audited} of {status.kept} kept answers ({status.audited_agree} agreed; "
+        f"{alarm})"
+    ]
+
+
 def _verdict(report: DemoReport, link: str) -> str:
     """Per link: where speculation pays, and where it does not, the break-even escalation rate."""
     spec = report.estimate(link, SPECEDGE)
@@ -175,7 +214,7 @@ def format_report(report: DemoReport) -> str:
     """The demo's table, as printed by ``specedge demo``."""
     spec = report.run(SPECEDGE)
     n = len(spec.records)
-    escalated = len(spec.cloud_ids)
+    escalated = spec.escalated
     server_spec = report.server_ids(SPECEDGE)
     matches = sorted(spec.cloud_ids) == sorted(server_spec)
     lines = [
@@ -187,20 +226,30 @@ def format_report(report: DemoReport) -> str:
     ]
     for m in report.models:
         lines.append(f"  {m.role:<12} {m.architecture:<24} {m.params:>10,} {m.macs:>12,} {_pct(m.test_accuracy):>9}")
-    d = report.detector
+    d, t = report.detector, report.detector_test
     lines += [
-        f"  detector: confidence threshold {d['threshold']:.4f}, fitted on {d['n_calibration']} validation inputs "
-        f"for {_pct(d['target_accuracy'])} (= {d['target_ratio']:g} x master validation accuracy)",
+        f"  detector: {d.describe()}",
+        f"            calibrated on {d.n_learn_ + d.n_certify_ if d.n_learn_ != d.n_certify_ else d.n_certify_} "
+        f"validation inputs, where it escalates {_pct(d.escalation_rate_)}",
         "",
         "Routing and accuracy (per-input records, test split)",
         f"  master accuracy          {_pct(report.run(CLOUD_ONLY).accuracy)}",
         f"  speculative accuracy     {_pct(spec.speculative_accuracy)}",
-        f"  system accuracy          {_pct(spec.accuracy)}",
-        f"  escalation rate          {_pct(escalated / n)}",
+        f"  system accuracy          {_pct(spec.accuracy)}  (95% interval {_pct(t.system_accuracy_interval[0])} - "
+        f"{_pct(t.system_accuracy_interval[1])}; {t.accuracy_ratio:.4f} x master)",
+        f"  agreement with master    {_pct(t.agreement)}",
+        f"  certified                {_certified(d)}",
+        f"  escalation rate          {_pct(escalated / n)}  (false negatives {_pct(t.false_negative_rate)}, "
+        f"false positives {_pct(t.false_positive_rate)})",
         f"  answered on device       {n - escalated} of {n}",
         f"  escalated to cloud       {escalated} of {n}",
+        *_audit_lines(report),
         f"  cloud requests received  {len(server_spec)} (server log; "
-        + ("exactly the escalated inputs)" if matches else "MISMATCH with the escalated inputs)"),
+        + (
+            "exactly the escalated and audited inputs)"
+            if matches
+            else "MISMATCH with the escalated and audited inputs)"
+        ),
         "",
         "Measured per-input latency (this machine; cloud over localhost gRPC, separate process)",
         f"  {'strategy':<12} {'accuracy':>9} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'cloud calls':>12}",

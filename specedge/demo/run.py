@@ -3,10 +3,13 @@
 1. load the dataset (train / validation / test);
 2. train the master CNN (or load the user's artifact);
 3. derive the speculative CNN by distillation (or load the user's artifact);
-4. calibrate the misspeculation detector on validation for a target of the master's accuracy;
+4. calibrate the misspeculation detector on validation: a Learn-then-Test threshold that keeps
+   the target (agreement with the master, or a fraction of its accuracy) with probability at
+   least 1 - delta (or the user's calibrated detector file);
 5. start the cloud server with the master as a separate process on an ephemeral localhost port;
 6. run the test set three times through the edge runtime: SpecEdge (speculate + escalate over
-   gRPC), cloud-only (every input over gRPC) and mobile-only (the master on the device);
+   gRPC, auditing a small share of kept answers), cloud-only (every input over gRPC) and
+   mobile-only (the master on the device);
 7. estimate latency and radio energy on 3G / LTE / WiFi from the measured records;
 8. write records, the server's request log, a JSON report and plots into the output folder.
 
@@ -28,18 +31,27 @@ import torch
 from specedge.cloud.process import CloudServerProcess, read_request_log
 from specedge.compression import distill
 from specedge.data import Dataset, DatasetSplits, load_dataset
-from specedge.demo.plots import plot_confidence, plot_costs
+from specedge.demo.plots import plot_costs
 from specedge.demo.report import DemoReport, ModelSummary, StrategyRun
+from specedge.detector import MisspeculationDetector, ModelOutputs
+from specedge.detector.audit import AgreementAudit
+from specedge.detector.bank import choose_detector, read_detectors, write_detectors
+from specedge.detector.plots import plot_outcomes, plot_tradeoff
+from specedge.detector.report import evaluate_detector, tradeoff_curve
 from specedge.edge.cloud_client import CloudClient
-from specedge.edge.detector import ConfidenceThresholdDetector
 from specedge.edge.runtime import EdgeRuntime, InferenceRecord, Mode
 from specedge.errors import ConfigError
 from specedge.models import ImageClassifier, load_artifact
 from specedge.models.profiler import profile_classifier
 from specedge.simulator import estimate_cost, get_device_profile, get_link_profile
-from specedge.training import EvalResult, TrainConfig, check_fits, evaluate, save_evaluated, softmax, train_new
+from specedge.training import EvalResult, TrainConfig, check_fits, evaluate, save_evaluated, train_new
 
 __all__ = ["DEFAULT_SPECULATIVE_OPTIONS", "DemoConfig", "run_demo"]
+
+#: The demo's detector certifies agreement with the master: digits has 359 validation inputs, and
+#: certifying accuracy relative to the master needs thousands (``specedge calibrate`` says how many).
+DEFAULT_QUALITY = "agreement"
+DEFAULT_TARGET = 0.99
 
 #: LeNet-5 at half width: 62x fewer MACs than ResNet-20, yet few enough errors that matching the
 #: master on digits escalates ~5% of inputs (a quarter width needs 20-35%).
@@ -63,7 +75,12 @@ class DemoConfig:
     master_artifact: Path | None = None
     speculative_artifact: Path | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
-    target_ratio: float = 1.0
+    policy: str = "threshold"
+    quality: str = DEFAULT_QUALITY
+    target: float = DEFAULT_TARGET
+    delta: float | None = 0.05
+    detector_file: Path | None = None
+    audit_share: float = 0.02
     limit: int | None = None
     links: tuple[str, ...] = ("3g", "lte", "wifi")
     device: str = "tegra-k1"
@@ -72,8 +89,8 @@ class DemoConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 < self.target_ratio <= 1:
-            raise ConfigError(f"target ratio must lie in (0, 1]; got {self.target_ratio}")
+        if not 0 <= self.audit_share <= 1:
+            raise ConfigError(f"audit share must lie in [0, 1]; got {self.audit_share}")
         if self.device_threads < 1:
             raise ConfigError(f"device threads must be >= 1; got {self.device_threads}")
         if self.limit is not None and self.limit < 1:
@@ -139,13 +156,17 @@ def _run_strategies(
     *,
     master: ImageClassifier,
     speculative: ImageClassifier,
-    detector: ConfidenceThresholdDetector,
+    detector: MisspeculationDetector,
+    audit: AgreementAudit | None,
     client: CloudClient,
     test: Dataset,
 ) -> list[StrategyRun]:
     """Every test input through SpecEdge, cloud-only and mobile-only; ids say which run sent it."""
     plans = [
-        ("SpecEdge", EdgeRuntime(mode=Mode.SPECULATE, local_model=speculative, detector=detector, cloud=client)),
+        (
+            "SpecEdge",
+            EdgeRuntime(mode=Mode.SPECULATE, local_model=speculative, detector=detector, cloud=client, audit=audit),
+        ),
         ("cloud-only", EdgeRuntime(mode=Mode.CLOUD, cloud=client)),
         ("mobile-only", EdgeRuntime(mode=Mode.LOCAL, local_model=master)),
     ]
@@ -155,6 +176,30 @@ def _run_strategies(
         records = runtime.run(test.images, ids=ids, show_progress=config.show_progress, description=strategy)
         runs.append(StrategyRun(strategy=strategy, records=records, labels=test.labels))
     return runs
+
+
+def _detector(config: DemoConfig, validation: ModelOutputs) -> MisspeculationDetector:
+    """The user's calibrated detector (matching the demo's policy and target if it has several), or a fresh one."""
+    if config.detector_file is not None:
+        detectors = read_detectors(config.detector_file)
+        chosen = (
+            detectors[0]
+            if len(detectors) == 1
+            else choose_detector(detectors, policy=config.policy, target=config.target)
+        )
+        if chosen.num_classes_ != validation.num_classes or chosen.policy == "pair":
+            raise ConfigError(
+                f"detector file {config.detector_file}: its {chosen.policy} detector is for {chosen.num_classes_} "
+                f"classes and one speculative model; this demo has {validation.num_classes} classes"
+            )
+        return chosen
+    return MisspeculationDetector(
+        policy=config.policy,
+        quality=config.quality,
+        target=config.target,
+        delta=config.delta,
+        random_state=config.train.seed,
+    ).fit(validation.speculative_logits, validation.master_predictions, validation.labels)
 
 
 def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
@@ -203,13 +248,14 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
             classifier, *save_evaluated(out / "models" / "speculative", classifier, splits, training=training)
         )
 
-    detector = ConfidenceThresholdDetector(target_ratio=config.target_ratio).fit(
-        softmax(speculative.val.logits), master.val.predictions, splits.val.labels
-    )
-    (out / "detector.json").write_text(json.dumps(detector.to_dict(), indent=2) + "\n")
-    log(
-        f"detector threshold {detector.threshold_:.4f}: validation accuracy {detector.val_system_accuracy_:.2%} "
-        f"(target {detector.target_accuracy_:.2%}) escalating {detector.val_escalation_rate_:.2%}"
+    validation = ModelOutputs(speculative.val.logits, master.val.predictions, splits.val.labels)
+    detector = _detector(config, validation)
+    write_detectors(out / "detector.json", [detector])
+    log(f"detector: {detector.describe()}; escalates {detector.escalation_rate_:.2%} of validation inputs")
+    audit = (
+        AgreementAudit.for_detector(detector, share=config.audit_share, seed=config.train.seed)
+        if config.audit_share > 0
+        else None
     )
 
     test = splits.test if config.limit is None else splits.test.subset(np.arange(min(config.limit, len(splits.test))))
@@ -228,6 +274,7 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
                     master=master.classifier,
                     speculative=speculative.classifier,
                     detector=detector,
+                    audit=audit,
                     client=client,
                     test=test,
                 )
@@ -241,10 +288,13 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         for link in config.links
         for run in runs
     ]
+    test_outputs = ModelOutputs(speculative.test.logits[:n], master.test.predictions[:n], test.labels)
     report = DemoReport(
         dataset=splits.describe(),
         models=[master.summary("master"), speculative.summary("speculative")],
-        detector=detector.to_dict(),
+        detector=detector,
+        detector_test=evaluate_detector(detector, test_outputs),
+        audit=None if audit is None else audit.status(),
         master_test_predictions=master.test.predictions[:n],
         runs=runs,
         server_request_ids=[entry.request_id for entry in server_requests],
@@ -255,6 +305,17 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
     _write_records(out / "records.csv", runs, test.labels)
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if config.plots:
-        plot_confidence(report, out / "confidence.png")
+        plot_outcomes(
+            detector, out / "outcomes.png", title=f"Calibration outcomes on {splits.name}: {detector.describe()}"
+        )
+        plot_tradeoff(
+            {detector.policy: tradeoff_curve(detector, test_outputs)},
+            report.detector_test.master_accuracy,
+            out / "tradeoff.png",
+            title=f"Accuracy against recomputation on the {splits.name} test split",
+            points={
+                "SpecEdge's threshold": (report.detector_test.escalation_rate, report.detector_test.system_accuracy)
+            },
+        )
         plot_costs(report, out / "costs.png")
     return report

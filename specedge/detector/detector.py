@@ -276,10 +276,10 @@ class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
                 if self.quality == "agreement"
                 else f"accuracy >= {self.target:g} x master accuracy"
             )
-            needs = f"; it would need about {exc.needed:,} inputs" if exc.needed else ""
+            needs = f"; it would take about {exc.needed:,} calibration inputs" if exc.needed else ""
             raise ConfigError(
-                f"cannot certify {what} at delta {self.delta:g} with {len(keep):,} calibration inputs "
-                f"(policy {self.policy!r}): {exc.reason}{needs}"
+                f"cannot certify {what} at delta {self.delta:g} (policy {self.policy!r}, {len(keep):,} calibration "
+                f"inputs): {exc.reason}{needs}"
             ) from None
         self.p_value_ = certificate.p_value
         self.n_starts_ = certificate.n_starts

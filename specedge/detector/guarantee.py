@@ -60,7 +60,12 @@ class Certificate:
 
 
 class NotCertifiable(Exception):  # noqa: N818 (internal signal; the detector turns it into a ConfigError)
-    """No threshold short of escalating everything passes; ``needed`` estimates the inputs it would take."""
+    """No threshold short of escalating everything passes.
+
+    ``needed`` estimates the calibration inputs it would take (a Bernstein bound at the best
+    threshold, if the data looked the same); None when more data of this kind would not help
+    or the estimate is not above the inputs already used.
+    """
 
     def __init__(self, reason: str, needed: int | None) -> None:
         super().__init__(reason)
@@ -128,7 +133,9 @@ def certify_agreement(
         gap = alpha - risk
         useful = gap > 0
         needed = math.ceil(_bernstein_size(gap[useful], risk[useful] * (1 - risk[useful]), 1.0, delta))
-        raise NotCertifiable("the most confident answers disagree with the master too often", max(needed, n + 1))
+        raise NotCertifiable(
+            "the most confident answers disagree with the master too often", needed if needed > n else None
+        )
     return Certificate(float(THRESHOLD_GRID[chosen]), float(p_values[chosen]), n, n_starts)
 
 
@@ -210,5 +217,5 @@ def certify_accuracy(
                 None,
             )
         needed = math.ceil(_bernstein_size(gap[useful], variance[useful], 1.0, delta / n_starts))
-        raise NotCertifiable(f"with {n:,} calibration inputs no threshold passes the test", max(needed, n + 1))
+        raise NotCertifiable("no threshold passes the test", needed if needed > n else None)
     return Certificate(float(THRESHOLD_GRID[chosen]), float(p_values[chosen]), n, n_starts)

@@ -2,7 +2,12 @@
 
 One input flows through :meth:`EdgeRuntime.classify`:
 
-    image -> route (by mode) -> local model -> detector -> [escalate: cloud master] -> record
+    image -> route (by mode) -> local model (logits) -> detector -> [escalate: cloud master] -> record
+
+In speculate mode an optional :class:`~specedge.detector.audit.AgreementAudit` also sends a
+small random share of the *kept* answers to the master and compares; the answer stays the
+local one, the record says ``audited``, and the audit raises its alarm if agreement drifts
+below what calibration promised.
 
 ``Mode`` is the user's knob from SIEVE (thesis section 4.3.2): ``speculate`` is the normal
 mode (speculative model on the device, misspeculation detector, cloud recovery),
@@ -24,8 +29,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from specedge.edge.cloud_client import CloudClient
-from specedge.edge.detector import ConfidenceThresholdDetector
+from specedge.detector import MisspeculationDetector, probability_from_score, score_logits
+from specedge.detector.audit import AgreementAudit
+from specedge.edge.cloud_client import CloudClient, CloudResponse
 from specedge.errors import ConfigError, TensorError
 from specedge.models import ImageClassifier
 
@@ -65,11 +71,12 @@ class InferenceRecord:
     total_us: int
     request_bytes: int
     response_bytes: int
+    audited: bool = False  # kept locally, and also sent to the master to audit the detector
 
     @property
     def reached_cloud(self) -> bool:
-        """Whether this input was sent to the cloud."""
-        return self.route is not Route.LOCAL
+        """Whether this input was sent to the cloud (escalated, sent directly, or audited)."""
+        return self.route is not Route.LOCAL or self.audited
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON/CSV-ready form."""
@@ -86,8 +93,9 @@ class EdgeRuntime:
         *,
         mode: Mode,
         local_model: ImageClassifier | None = None,
-        detector: ConfidenceThresholdDetector | None = None,
+        detector: MisspeculationDetector | None = None,
         cloud: CloudClient | None = None,
+        audit: AgreementAudit | None = None,
     ) -> None:
         needs = {
             Mode.SPECULATE: ("local_model", "detector", "cloud"),
@@ -98,10 +106,15 @@ class EdgeRuntime:
         missing = [name for name in needs if given[name] is None]
         if missing:
             raise ConfigError(f"mode {mode.value!r} needs {', '.join(missing)}")
+        if audit is not None and mode is not Mode.SPECULATE:
+            raise ConfigError(
+                f"an audit checks the detector, which only mode 'speculate' uses; got mode {mode.value!r}"
+            )
         self.mode = mode
         self.local_model = local_model.eval() if local_model is not None else None
         self.detector = detector
         self.cloud = cloud
+        self.audit = audit
 
     def warm_up(self, image: np.ndarray) -> None:
         """Run the local model once and check the cloud is ready, so first-call costs stay out of records."""
@@ -116,9 +129,18 @@ class EdgeRuntime:
 
     @torch.inference_mode()
     def _run_local(self, image: np.ndarray) -> np.ndarray:
+        """Logits ``(1, K)`` of the local model for one image."""
         assert self.local_model is not None
-        logits = self.local_model(torch.from_numpy(image[None]))
-        return torch.softmax(logits.float(), dim=1).numpy()
+        logits: np.ndarray = self.local_model(torch.from_numpy(image[None])).double().numpy()
+        return logits
+
+    def _judge(self, logits: np.ndarray) -> tuple[int, float, bool]:
+        """The local answer, its confidence on the familiar [0, 1] scale, and whether to escalate."""
+        if self.detector is None:  # mobile-only / private: no detector, plain top softmax probability
+            confidence = float(probability_from_score("max_softmax", score_logits(logits, "max_softmax"))[0])
+            return int(logits.argmax()), confidence, False
+        escalate = self.mode is Mode.SPECULATE and bool(self.detector.escalate(logits)[0])
+        return int(self.detector.predict_speculative(logits)[0]), float(self.detector.confidence(logits)[0]), escalate
 
     def classify(self, image: np.ndarray, *, input_id: str) -> InferenceRecord:
         """Answer one uint8 ``(C, H, W)`` image."""
@@ -128,52 +150,70 @@ class EdgeRuntime:
         route = self._route()
         local_prediction = confidence = None
         local_us = 0
+        audited = False
         if route is Route.LOCAL:
-            assert self.local_model is not None
-            probs = self._run_local(image)
-            local_prediction = int(probs.argmax())
-            confidence = float(probs.max())
-            if self.mode is Mode.SPECULATE:
-                assert self.detector is not None
-                if bool(self.detector.escalate(probs)[0]):
-                    route = Route.ESCALATED
+            local_prediction, confidence, escalate = self._judge(self._run_local(image))
             local_us = (time.perf_counter_ns() - start) // 1000
-        if route is Route.LOCAL:
-            assert local_prediction is not None
-            total_us = (time.perf_counter_ns() - start) // 1000
-            return InferenceRecord(
-                input_id=input_id,
-                route=route,
-                prediction=local_prediction,
-                local_prediction=local_prediction,
-                confidence=confidence,
-                cloud_prediction=None,
-                local_us=local_us,
-                cloud_round_trip_us=0,
-                cloud_queue_us=0,
-                cloud_compute_us=0,
-                total_us=total_us,
-                request_bytes=0,
-                response_bytes=0,
+            if escalate:
+                route = Route.ESCALATED
+            elif self.audit is not None:
+                audited = self.audit.should_audit()
+        response = None
+        if route is not Route.LOCAL or audited:
+            assert self.cloud is not None
+            response = self.cloud.infer(image[None], request_id=input_id)
+        cloud_prediction = None if response is None else int(response.logits[0].argmax())
+        if self.audit is not None and local_prediction is not None:
+            self.audit.observe(
+                kept=route is Route.LOCAL,
+                speculative=local_prediction if audited else None,
+                master=cloud_prediction if audited else None,
             )
-        assert self.cloud is not None
-        response = self.cloud.infer(image[None], request_id=input_id)
-        cloud_prediction = int(response.logits[0].argmax())
-        total_us = (time.perf_counter_ns() - start) // 1000
-        return InferenceRecord(
+        answer = local_prediction if route is Route.LOCAL else cloud_prediction
+        assert answer is not None
+        return self._record(
             input_id=input_id,
             route=route,
-            prediction=cloud_prediction,
+            prediction=answer,
             local_prediction=local_prediction,
             confidence=confidence,
             cloud_prediction=cloud_prediction,
             local_us=local_us,
-            cloud_round_trip_us=response.round_trip_us,
-            cloud_queue_us=response.queue_time_us,
-            cloud_compute_us=response.compute_time_us,
-            total_us=total_us,
-            request_bytes=response.request_bytes,
-            response_bytes=response.response_bytes,
+            response=response,
+            start_ns=start,
+            audited=audited,
+        )
+
+    @staticmethod
+    def _record(
+        *,
+        input_id: str,
+        route: Route,
+        prediction: int,
+        local_prediction: int | None,
+        confidence: float | None,
+        cloud_prediction: int | None,
+        local_us: int,
+        response: CloudResponse | None,
+        start_ns: int,
+        audited: bool,
+    ) -> InferenceRecord:
+        """The one place a record is built, whatever the route."""
+        return InferenceRecord(
+            input_id=input_id,
+            route=route,
+            prediction=prediction,
+            local_prediction=local_prediction,
+            confidence=confidence,
+            cloud_prediction=cloud_prediction,
+            local_us=local_us,
+            cloud_round_trip_us=0 if response is None else response.round_trip_us,
+            cloud_queue_us=0 if response is None else response.queue_time_us,
+            cloud_compute_us=0 if response is None else response.compute_time_us,
+            total_us=(time.perf_counter_ns() - start_ns) // 1000,
+            request_bytes=0 if response is None else response.request_bytes,
+            response_bytes=0 if response is None else response.response_bytes,
+            audited=audited,
         )
 
     def run(

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from specedge.cloud import InferenceEngine, RequestLog, create_server
+from specedge.detector import MisspeculationDetector
+from specedge.detector.audit import AgreementAudit
 from specedge.edge.cloud_client import CloudClient
-from specedge.edge.detector import ConfidenceThresholdDetector
 from specedge.edge.runtime import EdgeRuntime, Mode, Route
 from specedge.errors import ConfigError, TensorError
 from specedge.models import build_classifier
@@ -15,19 +16,10 @@ from specedge.training import predict_logits, softmax
 SHAPE = (1, 8, 8)
 
 
-def _detector(threshold):
-    return ConfidenceThresholdDetector.from_dict(
-        {
-            "detector": "confidence-threshold",
-            "target_ratio": 1.0,
-            "threshold": threshold,
-            "target_accuracy": 0.9,
-            "master_accuracy": 0.9,
-            "speculative_accuracy": 0.8,
-            "val_system_accuracy": 0.9,
-            "val_escalation_rate": 0.1,
-            "n_calibration": 10,
-        }
+def _detector(speculative, master, images):
+    """A detector fitted (no guarantee) to agree with the master on 80% of these inputs: about half escalate."""
+    return MisspeculationDetector(quality="agreement", target=0.8, delta=None).fit(
+        predict_logits(speculative, images), predict_logits(master, images).argmax(1)
     )
 
 
@@ -47,14 +39,16 @@ def setup():
 
 def test_speculate_escalates_exactly_the_low_confidence_inputs(setup):
     master, speculative, client, log, images = setup
-    spec_probs = softmax(predict_logits(speculative, images))
-    threshold = float(np.median(spec_probs.max(1)))  # about half the inputs escalate
-    runtime = EdgeRuntime(mode=Mode.SPECULATE, local_model=speculative, detector=_detector(threshold), cloud=client)
+    spec_logits = predict_logits(speculative, images)
+    spec_probs = softmax(spec_logits)
+    detector = _detector(speculative, master, images)
+    runtime = EdgeRuntime(mode=Mode.SPECULATE, local_model=speculative, detector=detector, cloud=client)
     before = len(log)
     records = runtime.run(images, ids=[f"s/{i}" for i in range(len(images))])
 
     master_pred = predict_logits(master, images).argmax(1)
-    expected_escalated = spec_probs.max(1) < threshold
+    expected_escalated = detector.escalate(spec_logits)
+    assert 0 < expected_escalated.mean() < 1
     assert [r.route is Route.ESCALATED for r in records] == expected_escalated.tolist()
     for record, spec_p, m_pred in zip(records, spec_probs, master_pred, strict=True):
         assert record.local_prediction == spec_p.argmax()
@@ -67,6 +61,24 @@ def test_speculate_escalates_exactly_the_low_confidence_inputs(setup):
         assert record.total_us >= record.local_us
     served = [e.request_id for e in log.entries()[before:]]
     assert served == [r.input_id for r in records if r.reached_cloud]
+
+
+def test_audits_send_kept_answers_to_the_master_without_changing_them(setup):
+    master, speculative, client, log, images = setup
+    detector = _detector(speculative, master, images)
+    audit = AgreementAudit(target=0.5, share=1.0)
+    runtime = EdgeRuntime(mode=Mode.SPECULATE, local_model=speculative, detector=detector, cloud=client, audit=audit)
+    before = len(log)
+    records = runtime.run(images, ids=[f"a/{i}" for i in range(len(images))])
+    kept = [r for r in records if r.route is Route.LOCAL]
+    assert kept and all(r.audited and r.prediction == r.local_prediction for r in kept)
+    assert all(r.cloud_prediction is not None for r in kept)
+    assert [e.request_id for e in log.entries()[before:]] == [r.input_id for r in records]
+    status = audit.status()
+    assert status.seen == len(records) and status.kept == status.audited == len(kept)
+    assert status.audited_agree == sum(r.local_prediction == r.cloud_prediction for r in kept)
+    with pytest.raises(ConfigError, match="only mode 'speculate'"):
+        EdgeRuntime(mode=Mode.LOCAL, local_model=speculative, audit=audit)
 
 
 def test_cloud_mode_sends_everything_and_local_mode_nothing(setup):
