@@ -100,14 +100,32 @@ def test_printed_table_agrees_with_the_records(demo_run):
         row = re.search(rf"^\s+{strategy}\s+([\d.]+)%\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\d+)$", stdout, flags=re.MULTILINE)
         assert row and int(row.group(2)) == calls
     for link in ("3G", "LTE", "WiFi"):
-        assert re.search(rf"^\s+{link}: ", stdout, flags=re.MULTILINE), f"no verdict for {link}"
+        assert re.search(rf"^\s+{link}: speculating ", stdout, flags=re.MULTILINE), f"no verdict for {link}"
+
+
+def test_the_simulator_replays_the_real_records(demo_run):
+    """The simulated SpecEdge sends out exactly the inputs the real run sent, with their measured sizes."""
+    out, stdout, records, _ = demo_run
+    report = json.loads((out / "report.json").read_text())
+    spec = [r for r in records if r["strategy"] == "SpecEdge"]
+    sent = sum(r["route"] == "escalated" or r["audited"] == "True" for r in spec)
+    for row in report["simulation"]["rows"]:
+        assert row["escalation_rate"] == pytest.approx(sent / len(spec))
+        cloud, spec_energy = row["energy_mj"]["cloud-only"], row["speculating_energy_mj"]
+        assert cloud > 0 and spec_energy > 0
+        assert row["energy_vs_cloud"] == pytest.approx(row["energy_mj"]["SpecEdge"] / cloud)
+    assert re.search(r"^\s+3G\s+SpecEdge \(speculating\)\s+[\d.]+\s+[\d.]+", stdout, flags=re.MULTILINE)
 
 
 def test_outputs_are_written(demo_run):
     out, _, _, _ = demo_run
     report = json.loads((out / "report.json").read_text())
     assert report["escalations_match_server"] is True
-    assert {e["link"] for e in report["estimates"]} == {"3G", "LTE", "WiFi"}
+    rows = report["simulation"]["rows"]
+    assert {(r["link"], r["objective"]) for r in rows} == {
+        (link, o) for link in ("3G", "LTE", "WiFi") for o in ("energy", "latency")
+    }
+    assert all(r["model_kind"] == "realistic" and r["device"] == "tegra-k1" for r in rows)
     detectors = read_detectors(out / "detector.json")
     assert len(detectors) == 1 and detectors[0].certified
     assert report["detector"]["kind"] == "misspeculation-detector"

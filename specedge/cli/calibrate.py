@@ -11,25 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from specedge.cli._args import add_common, add_dataset, default_cache_dir, default_data_root, fraction
-from specedge.data import Dataset, load_dataset
-from specedge.detector import POLICIES, QUALITIES, SCORES, ModelOutputs, TemperatureScaler
+from specedge.cli._models import load_for, model_outputs
+from specedge.data import load_dataset
+from specedge.detector import POLICIES, QUALITIES, SCORES, TemperatureScaler
 from specedge.detector.bank import write_detectors
 from specedge.detector.plots import plot_outcomes, plot_tradeoff
 from specedge.detector.report import Calibration, calibrate_grid, tradeoff_curve
 from specedge.errors import ConfigError
-from specedge.models import ImageClassifier, load_artifact
-from specedge.training import check_fits, predict_logits
 
 __all__ = ["format_calibration", "register"]
-
-
-def _outputs(speculative: list[ImageClassifier], master: ImageClassifier, split: Dataset) -> ModelOutputs:
-    logits = [predict_logits(model, split.images) for model in speculative]
-    stacked = logits[0] if len(logits) == 1 else np.stack(logits, axis=1)
-    return ModelOutputs(stacked, predict_logits(master, split.images).argmax(axis=1), split.labels)
 
 
 def _pct(x: float) -> str:
@@ -71,15 +62,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir or default_cache_dir(),
         show_progress=not args.quiet,
     )
-    master = load_artifact(args.master).classifier
-    check_fits(master.spec, splits, what=f"master {args.master}")
-    speculative = []
-    for path in args.speculative:
-        model = load_artifact(path).classifier
-        check_fits(model.spec, splits, what=f"speculative model {path}")
-        speculative.append(model)
-    validation = _outputs(speculative, master, splits.val)
-    test = _outputs(speculative, master, splits.test)
+    master = load_for(args.master, splits, role="master")
+    speculative = [load_for(path, splits, role="speculative model") for path in args.speculative]
+    validation = model_outputs(speculative, master, splits.val)
+    test = model_outputs(speculative, master, splits.test)
     results = calibrate_grid(
         validation,
         test,

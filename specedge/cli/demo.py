@@ -14,15 +14,16 @@ from specedge.cli._args import (
     default_cache_dir,
     default_data_root,
     fraction,
+    positive_float,
     positive_int,
     train_config,
     unit_interval,
 )
 from specedge.demo import DEFAULT_SPECULATIVE_OPTIONS, DemoConfig, format_report, run_demo
-from specedge.demo.run import DEFAULT_QUALITY, DEFAULT_TARGET
+from specedge.demo.run import DEFAULT_FPS, DEFAULT_QUALITY, DEFAULT_TARGET, DEVICE_CHOICES
 from specedge.detector import POLICIES, QUALITIES
 from specedge.errors import ConfigError
-from specedge.simulator import DEVICE_PROFILES, LINK_PROFILES
+from specedge.simulator import LINK_PROFILES
 
 __all__ = ["register"]
 
@@ -64,6 +65,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         limit=args.limit,
         links=args.links,
         device=args.device,
+        fps=args.fps,
         device_threads=args.device_threads,
         plots=not args.no_plots,
         show_progress=not args.quiet,
@@ -144,9 +146,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     demo.add_argument(
         "--device",
-        choices=sorted(DEVICE_PROFILES),
+        choices=DEVICE_CHOICES,
         default="tegra-k1",
-        help="device power profile for energy estimates (default: tegra-k1)",
+        help="device whose compute time and energy the simulator prices (analytic roofline), or host-measured for "
+        "the times measured here (default: tegra-k1, the board SIEVE was evaluated on)",
+    )
+    demo.add_argument(
+        "--fps",
+        type=positive_float,
+        default=DEFAULT_FPS,
+        help=f"camera frame rate of the simulated stream, frames per second (default: {DEFAULT_FPS:g})",
     )
     demo.add_argument(
         "--device-threads",

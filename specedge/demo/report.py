@@ -16,7 +16,8 @@ from specedge.detector import MisspeculationDetector
 from specedge.detector.audit import AuditStatus
 from specedge.detector.report import DetectorEvaluation
 from specedge.edge.runtime import InferenceRecord, Route
-from specedge.simulator import CostEstimate
+from specedge.simulator.report import evaluation_row, verdict
+from specedge.simulator.system import SystemEvaluation
 
 __all__ = ["DemoReport", "ModelSummary", "StrategyRun", "format_report"]
 
@@ -86,11 +87,12 @@ class DemoReport:
     detector: MisspeculationDetector
     detector_test: DetectorEvaluation
     audit: AuditStatus | None
-    master_test_predictions: np.ndarray
     runs: list[StrategyRun]
     server_request_ids: list[str]
-    estimates: list[CostEstimate]
+    evaluations: list[SystemEvaluation]  # simulated per link, the selector minimising energy
+    latency_evaluations: list[SystemEvaluation]  # the same, the selector minimising latency
     device: str
+    fps: float
     out_dir: Path
 
     def run(self, strategy: str) -> StrategyRun:
@@ -100,15 +102,6 @@ class DemoReport:
     def server_ids(self, strategy: str) -> list[str]:
         """Request ids the cloud server logged for ``strategy``'s inputs."""
         return [i for i in self.server_request_ids if i.startswith(f"{strategy}/")]
-
-    def estimate(self, link: str, strategy: str) -> CostEstimate:
-        """The cost estimate of ``strategy`` on ``link``."""
-        return next(e for e in self.estimates if e.link == link and e.strategy == strategy)
-
-    @property
-    def links(self) -> list[str]:
-        """Link names in the order they were estimated."""
-        return list(dict.fromkeys(e.link for e in self.estimates))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (records themselves go to records.csv)."""
@@ -134,31 +127,20 @@ class DemoReport:
                 }
                 for run in self.runs
             },
-            "device_profile": self.device,
-            "estimates": [e.to_dict() for e in self.estimates],
+            "simulation": {
+                "device": self.device,
+                "fps": self.fps,
+                "model_kind": "realistic",
+                "rows": [
+                    evaluation_row(e, dataset=self.dataset["name"], device=self.device, fps=self.fps)
+                    for e in (*self.evaluations, *self.latency_evaluations)
+                ],
+            },
         }
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
-
-
-def _compare(other: CostEstimate, *, metric: str, unit: str, base: float, per_escalation: float, rate: float) -> str:
-    """SpecEdge costs ``base + rate * per_escalation`` on ``metric``; how does it fare against ``other``?
-
-    Speculation pays against ``other`` exactly while the escalation rate stays below the
-    break-even rate ``(other - base) / per_escalation``.
-    """
-    theirs = getattr(other, metric)
-    quantity = metric.removesuffix("_ms").removesuffix("_mj")
-    mine = base + rate * per_escalation
-    if mine < theirs:
-        change = f"{theirs / mine:.1f}x faster" if metric == "latency_ms" else f"{mine / theirs - 1:+.1%}"
-        return f"beats {other.strategy} on {quantity} ({change})"
-    head = f"loses to {other.strategy} on {quantity} ({mine:.2f} vs {theirs:.2f} {unit})"
-    if base >= theirs:
-        return f"{head}: even with no escalations the device part alone costs {base:.2f} {unit}"
-    return f"{head}: it would pay below {(theirs - base) / per_escalation:.2%} escalations (now {rate:.2%})"
 
 
 def _certified(detector: MisspeculationDetector) -> str:
@@ -187,27 +169,34 @@ def _audit_lines(report: DemoReport) -> list[str]:
     ]
 
 
-def _verdict(report: DemoReport, link: str) -> str:
-    """Per link: where speculation pays, and where it does not, the break-even escalation rate."""
-    spec = report.estimate(link, SPECEDGE)
-    run = report.run(SPECEDGE)
-    rate = len(run.cloud_ids) / len(run.records)
-    local_ms = float(np.mean([r.local_us for r in run.records])) / 1e3
-    # Per escalated input on this link: everything beyond the local part (exact means over the run).
-    per_escalation_ms = (spec.latency_ms - local_ms) / rate if rate else 0.0
-    per_escalation_mj = spec.radio_energy_mj / rate if rate else 0.0
-    parts = [
-        _compare(
-            report.estimate(link, other), metric=metric, unit=unit, base=base, per_escalation=per_escalation, rate=rate
-        )
-        for other in (CLOUD_ONLY, MOBILE_ONLY)
-        for metric, unit, base, per_escalation in (
-            ("latency_ms", "ms", local_ms, per_escalation_ms),
-            ("energy_mj", "mJ", spec.compute_energy_mj, per_escalation_mj),
-        )
+_RUNS = {"speculate": "speculate", "cloud": "cloud-only", "mobile": "master on device"}
+
+
+def _simulated_lines(report: DemoReport) -> list[str]:
+    """Per link: the three strategies' simulated cost, and what the selector picks for each objective."""
+    lines = [
+        f"Simulated per input (device {report.device!r}; camera at {report.fps:g} frame/s; radio promotion, tails "
+        "and handshakes; the real records' escalations, audits, message sizes and server times)",
+        f"  {'link':<6} {'strategy':<22} {'latency ms':>11} {'energy mJ':>10} {'speed-up vs cloud':>18} "
+        f"{'energy vs cloud':>16}",
     ]
-    summary = "SpecEdge beats both baselines" if all(p.startswith("beats") for p in parts) else "SpecEdge"
-    return f"{link}: {summary}: " + "; ".join(parts) + "."
+    for evaluation in report.evaluations:
+        cloud = evaluation[CLOUD_ONLY]
+        rows = [
+            ("SpecEdge (speculating)", evaluation.speculating),
+            *((s, evaluation[s]) for s in (CLOUD_ONLY, MOBILE_ONLY)),
+        ]
+        for name, outcome in rows:
+            lines.append(
+                f"  {evaluation.link:<6} {name:<22} {outcome.latency_ms:>11.3f} {outcome.energy_mj:>10.3f} "
+                f"{cloud.latency_ms / outcome.latency_ms:>17.2f}x {outcome.energy_mj / cloud.energy_mj:>16.3f}"
+            )
+    picks = [
+        f"{energy.link}: {_RUNS[energy.chosen]} / {_RUNS[latency.chosen]}"
+        for energy, latency in zip(report.evaluations, report.latency_evaluations, strict=True)
+    ]
+    lines.append("  selector (predictive, from the detector's P_r), for energy / for latency:  " + ";  ".join(picks))
+    return lines
 
 
 def format_report(report: DemoReport) -> str:
@@ -260,24 +249,7 @@ def format_report(report: DemoReport) -> str:
             f"  {run.strategy:<12} {_pct(run.accuracy):>9} {lat.mean():>9.3f} {np.percentile(lat, 50):>9.3f} "
             f"{np.percentile(lat, 95):>9.3f} {len(run.cloud_ids):>12}"
         )
-    lines += [
-        "",
-        f"Estimated per-input latency and energy (first-order link model, device profile {report.device!r};"
-        " no radio tails)",
-        f"  {'link':<6} {'strategy':<12} {'latency ms':>11} {'energy mJ':>10} {'speed-up vs cloud':>18} "
-        f"{'energy vs cloud':>16}",
-    ]
-    for link in report.links:
-        cloud = report.estimate(link, CLOUD_ONLY)
-        for run in report.runs:
-            e = report.estimate(link, run.strategy)
-            speedup = f"{cloud.latency_ms / e.latency_ms:.2f}x"
-            energy_change = f"{e.energy_mj / cloud.energy_mj - 1:+.1%}"
-            lines.append(
-                f"  {link:<6} {run.strategy:<12} {e.latency_ms:>11.3f} {e.energy_mj:>10.3f} {speedup:>18} "
-                f"{energy_change:>16}"
-            )
-    lines += ["", "Verdict"]
-    lines += [f"  {_verdict(report, link)}" for link in report.links]
+    lines += ["", *_simulated_lines(report), "", "Verdict"]
+    lines += [f"  {line}" for evaluation in report.evaluations for line in verdict(evaluation).splitlines()]
     lines += ["", f"records, request log, report.json and plots: {report.out_dir}"]
     return "\n".join(lines)

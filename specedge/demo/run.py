@@ -10,7 +10,9 @@
 6. run the test set three times through the edge runtime: SpecEdge (speculate + escalate over
    gRPC, auditing a small share of kept answers), cloud-only (every input over gRPC) and
    mobile-only (the master on the device);
-7. estimate latency and radio energy on 3G / LTE / WiFi from the measured records;
+7. feed those real records (escalations, audits, message sizes, server times) to the
+   simulator: a camera at ``fps`` frames per second on 3G / LTE / WiFi with radio promotion and
+   tails, compute priced on a named device profile, and the selector's choice per link;
 8. write records, the server's request log, a JSON report and plots into the output folder.
 
 Everything transient (the server process, its port file) is removed on exit, also on Ctrl-C.
@@ -31,7 +33,6 @@ import torch
 from specedge.cloud.process import CloudServerProcess, read_request_log
 from specedge.compression import distill
 from specedge.data import Dataset, DatasetSplits, load_dataset
-from specedge.demo.plots import plot_costs
 from specedge.demo.report import DemoReport, ModelSummary, StrategyRun
 from specedge.detector import MisspeculationDetector, ModelOutputs
 from specedge.detector.audit import AgreementAudit
@@ -43,7 +44,10 @@ from specedge.edge.runtime import EdgeRuntime, InferenceRecord, Mode
 from specedge.errors import ConfigError
 from specedge.models import ImageClassifier, load_artifact
 from specedge.models.profiler import profile_classifier
-from specedge.simulator import estimate_cost, get_device_profile, get_link_profile
+from specedge.simulator import DEVICE_PROFILES, constant_rate_arrivals, get_link_profile
+from specedge.simulator.plots import plot_breakdown
+from specedge.simulator.system import SystemEvaluation, evaluate_system
+from specedge.simulator.workloads import HOST_MEASURED, workload_from_records
 from specedge.training import EvalResult, TrainConfig, check_fits, evaluate, save_evaluated, train_new
 
 __all__ = ["DEFAULT_SPECULATIVE_OPTIONS", "DemoConfig", "run_demo"]
@@ -56,6 +60,11 @@ DEFAULT_TARGET = 0.99
 #: LeNet-5 at half width: 62x fewer MACs than ResNet-20, yet few enough errors that matching the
 #: master on digits escalates ~5% of inputs (a quarter width needs 20-35%).
 DEFAULT_SPECULATIVE_OPTIONS: dict[str, Any] = {"width": 0.5}
+
+#: One camera frame per second: requests close enough to share LTE and 3G radio tails in cloud-only,
+#: far enough apart that a 3G cloud-only stream does not queue without end.
+DEFAULT_FPS = 1.0
+DEVICE_CHOICES = (*DEVICE_PROFILES, HOST_MEASURED)
 
 Log = Callable[[str], None]
 
@@ -84,6 +93,7 @@ class DemoConfig:
     limit: int | None = None
     links: tuple[str, ...] = ("3g", "lte", "wifi")
     device: str = "tegra-k1"
+    fps: float = DEFAULT_FPS
     device_threads: int = 1  # torch threads of the edge runs (training uses all cores)
     plots: bool = True
     show_progress: bool = True
@@ -97,7 +107,10 @@ class DemoConfig:
             raise ConfigError(f"limit must be a positive number of test inputs; got {self.limit}")
         for name in self.links:
             get_link_profile(name)
-        get_device_profile(self.device)
+        if self.device not in (*DEVICE_PROFILES, HOST_MEASURED):
+            raise ConfigError(f"unknown device {self.device!r}; expected one of: {', '.join(DEVICE_CHOICES)}")
+        if not self.fps > 0:
+            raise ConfigError(f"fps must be > 0 frames per second; got {self.fps}")
 
 
 @dataclass(frozen=True)
@@ -111,11 +124,9 @@ class _Model:
 
     def summary(self, role: str) -> ModelSummary:
         profile = profile_classifier(self.classifier)
-        spec = self.classifier.spec
-        options = ", ".join(f"{k}={v}" for k, v in spec.arch_kwargs.items())
         return ModelSummary(
             role=role,
-            architecture=f"{spec.architecture}({options})" if options else spec.architecture,
+            architecture=self.classifier.spec.label,
             params=profile.total_params,
             macs=profile.total_macs,
             test_accuracy=self.test.accuracy,
@@ -202,18 +213,9 @@ def _detector(config: DemoConfig, validation: ModelOutputs) -> MisspeculationDet
     ).fit(validation.speculative_logits, validation.master_predictions, validation.labels)
 
 
-def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
-    """Run the whole demo; see the module docstring for the steps."""
-    out = config.out_dir
-    (out / "models").mkdir(parents=True, exist_ok=True)
-    splits = load_dataset(
-        config.dataset,
-        data_root=config.data_root,
-        cache_dir=config.cache_dir,
-        show_progress=config.show_progress,
-    )
-    log(f"dataset {splits.name}: {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test")
-
+def _models(config: DemoConfig, splits: DatasetSplits, log: Log) -> tuple[_Model, _Model]:
+    """The master and speculative models: the user's artifacts, or trained and distilled here."""
+    out = config.out_dir / "models"
     if config.master_artifact is not None:
         master = _loaded(config.master_artifact, splits, "master")
     else:
@@ -228,40 +230,35 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         )
         log(f"  best validation accuracy {trained.best_val_accuracy:.2%} at epoch {trained.best_epoch}")
         training = {"config": config.train.to_dict(), **trained.to_dict()}
-        master = _Model(classifier, *save_evaluated(out / "models" / "master", classifier, splits, training=training))
-
+        master = _Model(classifier, *save_evaluated(out / "master", classifier, splits, training=training))
     if config.speculative_artifact is not None:
-        speculative = _loaded(config.speculative_artifact, splits, "speculative")
-    else:
-        log(f"distilling speculative {config.speculative_arch} {config.speculative_kwargs} from the master")
-        classifier, distilled = distill(
-            master.classifier,
-            splits,
-            config.speculative_arch,
-            config.train,
-            show_progress=config.show_progress,
-            **config.speculative_kwargs,
-        )
-        log(f"  {distilled.mac_reduction:.1f}x fewer MACs than the master")
-        training = {"config": config.train.to_dict(), **distilled.to_dict()}
-        speculative = _Model(
-            classifier, *save_evaluated(out / "models" / "speculative", classifier, splits, training=training)
-        )
-
-    validation = ModelOutputs(speculative.val.logits, master.val.predictions, splits.val.labels)
-    detector = _detector(config, validation)
-    write_detectors(out / "detector.json", [detector])
-    log(f"detector: {detector.describe()}; escalates {detector.escalation_rate_:.2%} of validation inputs")
-    audit = (
-        AgreementAudit.for_detector(detector, share=config.audit_share, seed=config.train.seed)
-        if config.audit_share > 0
-        else None
+        return master, _loaded(config.speculative_artifact, splits, "speculative")
+    log(f"distilling speculative {config.speculative_arch} {config.speculative_kwargs} from the master")
+    classifier, distilled = distill(
+        master.classifier,
+        splits,
+        config.speculative_arch,
+        config.train,
+        show_progress=config.show_progress,
+        **config.speculative_kwargs,
     )
+    log(f"  {distilled.mac_reduction:.1f}x fewer MACs than the master")
+    training = {"config": config.train.to_dict(), **distilled.to_dict()}
+    return master, _Model(classifier, *save_evaluated(out / "speculative", classifier, splits, training=training))
 
-    test = splits.test if config.limit is None else splits.test.subset(np.arange(min(config.limit, len(splits.test))))
-    n = len(test)
 
-    request_log_path = out / "cloud_requests.jsonl"
+def _serve_and_run(
+    config: DemoConfig,
+    *,
+    master: _Model,
+    speculative: _Model,
+    detector: MisspeculationDetector,
+    audit: AgreementAudit | None,
+    test: Dataset,
+    log: Log,
+) -> tuple[list[StrategyRun], list[str]]:
+    """The three runs against a real server in a child process; their records and the server's log."""
+    request_log_path = config.out_dir / "cloud_requests.jsonl"
     request_log_path.unlink(missing_ok=True)
     training_threads = torch.get_num_threads()
     torch.set_num_threads(config.device_threads)  # the device answers one frame at a time
@@ -280,14 +277,73 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
                 )
     finally:
         torch.set_num_threads(training_threads)
-    server_requests = read_request_log(request_log_path)
+    return runs, [entry.request_id for entry in read_request_log(request_log_path)]
 
-    device = get_device_profile(config.device)
-    estimates = [
-        estimate_cost(run.records, strategy=run.strategy, link=get_link_profile(link), device=device)
-        for link in config.links
-        for run in runs
-    ]
+
+def _simulate(
+    config: DemoConfig,
+    runs: list[StrategyRun],
+    *,
+    test: Dataset,
+    master: _Model,
+    speculative: _Model,
+    detector: MisspeculationDetector,
+) -> dict[str, list[SystemEvaluation]]:
+    """The measured records replayed on each link by the simulator, per selector objective."""
+    by_name = {run.strategy: run.records for run in runs}
+    workload = workload_from_records(
+        "demo",
+        speculative=by_name["SpecEdge"],
+        cloud_only=by_name["cloud-only"],
+        mobile_only=by_name["mobile-only"],
+        labels=test.labels,
+        images=test.images,
+        device=config.device,
+        speculative_model=speculative.classifier,
+        master_model=master.classifier,
+        escalation_probability=detector.escalation_rate_,
+        audit_share=config.audit_share,
+    )
+    arrivals = constant_rate_arrivals(len(test), rate_hz=config.fps)
+    return {
+        objective: [
+            evaluate_system(workload, get_link_profile(link), arrival_s=arrivals, kind="realistic", objective=objective)
+            for link in config.links
+        ]
+        for objective in ("energy", "latency")
+    }
+
+
+def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
+    """Run the whole demo; see the module docstring for the steps."""
+    out = config.out_dir
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    splits = load_dataset(
+        config.dataset,
+        data_root=config.data_root,
+        cache_dir=config.cache_dir,
+        show_progress=config.show_progress,
+    )
+    log(f"dataset {splits.name}: {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test")
+    master, speculative = _models(config, splits, log)
+
+    validation = ModelOutputs(speculative.val.logits, master.val.predictions, splits.val.labels)
+    detector = _detector(config, validation)
+    write_detectors(out / "detector.json", [detector])
+    log(f"detector: {detector.describe()}; escalates {detector.escalation_rate_:.2%} of validation inputs")
+    audit = (
+        AgreementAudit.for_detector(detector, share=config.audit_share, seed=config.train.seed)
+        if config.audit_share > 0
+        else None
+    )
+
+    test = splits.test if config.limit is None else splits.test.subset(np.arange(min(config.limit, len(splits.test))))
+    n = len(test)
+    runs, server_ids = _serve_and_run(
+        config, master=master, speculative=speculative, detector=detector, audit=audit, test=test, log=log
+    )
+    simulated = _simulate(config, runs, test=test, master=master, speculative=speculative, detector=detector)
+
     test_outputs = ModelOutputs(speculative.test.logits[:n], master.test.predictions[:n], test.labels)
     report = DemoReport(
         dataset=splits.describe(),
@@ -295,11 +351,12 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         detector=detector,
         detector_test=evaluate_detector(detector, test_outputs),
         audit=None if audit is None else audit.status(),
-        master_test_predictions=master.test.predictions[:n],
         runs=runs,
-        server_request_ids=[entry.request_id for entry in server_requests],
-        estimates=estimates,
-        device=device.name,
+        server_request_ids=server_ids,
+        evaluations=simulated["energy"],
+        latency_evaluations=simulated["latency"],
+        device=config.device,
+        fps=config.fps,
         out_dir=out,
     )
     _write_records(out / "records.csv", runs, test.labels)
@@ -317,5 +374,10 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
                 "SpecEdge's threshold": (report.detector_test.escalation_rate, report.detector_test.system_accuracy)
             },
         )
-        plot_costs(report, out / "costs.png")
+        plot_breakdown(
+            simulated["energy"],
+            out / "costs.png",
+            title=f"Simulated cost per input on {splits.name}, normalised by cloud-only "
+            f"(device {config.device}, {config.fps:g} frame/s, radio tails)",
+        )
     return report

@@ -20,7 +20,7 @@ cost-based selector, speculation history, deadlines and failure handling plug in
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
@@ -56,22 +56,28 @@ class Route(str, Enum):
 
 @dataclass(frozen=True)
 class InferenceRecord:
-    """Everything measured about one input; the unit that reports and simulators consume."""
+    """Everything measured about one input; the unit that reports and simulators consume.
+
+    None means "did not happen": no local model ran, or the cloud was not called.
+    """
 
     input_id: str
     route: Route
     prediction: int
+    start_s: float  # when the input was taken up, on the runtime's clock (seconds since it was created)
+    local_model: str | None  # which local model ran (architecture and options)
     local_prediction: int | None
     confidence: float | None
     cloud_prediction: int | None
-    local_us: int  # local model + detector, measured on this device
-    cloud_round_trip_us: int  # client-side time of the RPC (0 if the cloud was not used)
-    cloud_queue_us: int  # server-reported wait before compute
-    cloud_compute_us: int  # server-reported model time
+    local_us: int | None  # local model + detector, measured on this device
+    cloud_round_trip_us: int | None  # client-side time of the RPC
+    cloud_queue_us: int | None  # server-reported wait before compute
+    cloud_compute_us: int | None  # server-reported model time
     total_us: int
-    request_bytes: int
-    response_bytes: int
-    audited: bool = False  # kept locally, and also sent to the master to audit the detector
+    request_bytes: int | None  # serialised ModelInferRequest
+    response_bytes: int | None  # serialised ModelInferResponse
+    attempts: int  # cloud calls made for this input
+    audited: bool  # kept locally, and also sent to the master to audit the detector
 
     @property
     def reached_cloud(self) -> bool:
@@ -96,6 +102,7 @@ class EdgeRuntime:
         detector: MisspeculationDetector | None = None,
         cloud: CloudClient | None = None,
         audit: AgreementAudit | None = None,
+        clock_ns: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         needs = {
             Mode.SPECULATE: ("local_model", "detector", "cloud"),
@@ -115,6 +122,9 @@ class EdgeRuntime:
         self.detector = detector
         self.cloud = cloud
         self.audit = audit
+        self._clock_ns = clock_ns
+        self._epoch_ns = clock_ns()
+        self.local_model_id = None if local_model is None else local_model.spec.label
 
     def warm_up(self, image: np.ndarray) -> None:
         """Run the local model once and check the cloud is ready, so first-call costs stay out of records."""
@@ -146,14 +156,13 @@ class EdgeRuntime:
         """Answer one uint8 ``(C, H, W)`` image."""
         if image.dtype != np.uint8 or image.ndim != 3:
             raise TensorError(f"input {input_id}: expected a uint8 (C, H, W) image; got {image.dtype} {image.shape}")
-        start = time.perf_counter_ns()
+        start = self._clock_ns()
         route = self._route()
-        local_prediction = confidence = None
-        local_us = 0
+        local_prediction = confidence = local_us = None
         audited = False
         if route is Route.LOCAL:
             local_prediction, confidence, escalate = self._judge(self._run_local(image))
-            local_us = (time.perf_counter_ns() - start) // 1000
+            local_us = (self._clock_ns() - start) // 1000
             if escalate:
                 route = Route.ESCALATED
             elif self.audit is not None:
@@ -184,8 +193,8 @@ class EdgeRuntime:
             audited=audited,
         )
 
-    @staticmethod
     def _record(
+        self,
         *,
         input_id: str,
         route: Route,
@@ -193,7 +202,7 @@ class EdgeRuntime:
         local_prediction: int | None,
         confidence: float | None,
         cloud_prediction: int | None,
-        local_us: int,
+        local_us: int | None,
         response: CloudResponse | None,
         start_ns: int,
         audited: bool,
@@ -203,16 +212,19 @@ class EdgeRuntime:
             input_id=input_id,
             route=route,
             prediction=prediction,
+            start_s=(start_ns - self._epoch_ns) / 1e9,
+            local_model=None if local_prediction is None else self.local_model_id,
             local_prediction=local_prediction,
             confidence=confidence,
             cloud_prediction=cloud_prediction,
             local_us=local_us,
-            cloud_round_trip_us=0 if response is None else response.round_trip_us,
-            cloud_queue_us=0 if response is None else response.queue_time_us,
-            cloud_compute_us=0 if response is None else response.compute_time_us,
-            total_us=(time.perf_counter_ns() - start_ns) // 1000,
-            request_bytes=0 if response is None else response.request_bytes,
-            response_bytes=0 if response is None else response.response_bytes,
+            cloud_round_trip_us=None if response is None else response.round_trip_us,
+            cloud_queue_us=None if response is None else response.queue_time_us,
+            cloud_compute_us=None if response is None else response.compute_time_us,
+            total_us=(self._clock_ns() - start_ns) // 1000,
+            request_bytes=None if response is None else response.request_bytes,
+            response_bytes=None if response is None else response.response_bytes,
+            attempts=0 if response is None else 1,
             audited=audited,
         )
 

@@ -33,6 +33,12 @@ class ClassifierSpec:
     std: tuple[float, ...]
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """``architecture(option=value, ...)``: how reports and records name the model."""
+        options = ", ".join(f"{k}={v}" for k, v in self.arch_kwargs.items())
+        return f"{self.architecture}({options})" if options else self.architecture
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         d = asdict(self)

@@ -12,8 +12,9 @@ Parts, each in its own module (``docs/ARCHITECTURE.md`` has the map):
 
 Measuring models on this machine and the per-layer latency regression import torch and
 scikit-learn, so they are not re-exported here: use :mod:`.measure` and :mod:`.latency_model`.
-:mod:`.estimate` is the foundation's first-order estimate, kept for the demo until it moves to
-:func:`replay`.
+The full-system evaluation (:mod:`.system`: SpecEdge against cloud-only and mobile-only with a
+selector; :mod:`.report`, :mod:`.plots`) sits on the replay; :mod:`.workloads` builds its input
+from real models, outputs and edge records (it imports torch).
 """
 
 from specedge.simulator.arrivals import constant_rate_arrivals, poisson_arrivals, recorded_arrivals
@@ -27,7 +28,6 @@ from specedge.simulator.device import (
     layer_cost,
     model_cost,
 )
-from specedge.simulator.estimate import CostEstimate, CostRecord, estimate_cost
 from specedge.simulator.links import LINK_PROFILES, ConnectionProfile, LinkProfile, get_link_profile
 from specedge.simulator.radio import Radio, RadioProfile, TransferPowerModel
 from specedge.simulator.radio_profiles import RADIO_PROFILES, get_radio_profile
@@ -45,8 +45,6 @@ __all__ = [
     "Channel",
     "ConnectionProfile",
     "ConstantRate",
-    "CostEstimate",
-    "CostRecord",
     "DeviceProfile",
     "LayerCost",
     "LinkProfile",
@@ -61,7 +59,6 @@ __all__ = [
     "WireFraming",
     "compression_ratio",
     "constant_rate_arrivals",
-    "estimate_cost",
     "get_device_profile",
     "get_link_profile",
     "get_radio_profile",

@@ -45,20 +45,3 @@ def shifted_outputs(n: int, rng: np.random.Generator, *, harder_by: float) -> Mo
     logits = outputs.speculative_logits.copy()
     logits[np.arange(n), labels] -= 2.0 * harder_by
     return ModelOutputs(logits, outputs.master_predictions, labels)
-
-
-@pytest.fixture(scope="session")
-def digits_models():
-    """A tiny master and a distilled speculative model on scikit-learn digits (a few seconds)."""
-    import torch
-
-    from specedge.compression import distill
-    from specedge.data import load_dataset
-    from specedge.training import TrainConfig, train_new
-
-    splits = load_dataset("digits")
-    config = TrainConfig(epochs=4, lr=5e-3)
-    torch.manual_seed(0)
-    master, _ = train_new("lenet5", splits, config, width=0.5)
-    speculative, _ = distill(master, splits, "lenet5", config, width=0.25)
-    return splits, master, speculative

@@ -58,7 +58,8 @@ def test_speculate_escalates_exactly_the_low_confidence_inputs(setup):
             assert record.request_bytes > 64 and record.cloud_round_trip_us > 0
         else:
             assert record.prediction == record.local_prediction and record.cloud_prediction is None
-        assert record.total_us >= record.local_us
+        assert record.local_us is not None and record.total_us >= record.local_us
+        assert record.local_model == "lenet5(width=0.25)" and record.attempts == int(record.reached_cloud)
     served = [e.request_id for e in log.entries()[before:]]
     assert served == [r.input_id for r in records if r.reached_cloud]
 
@@ -86,10 +87,21 @@ def test_cloud_mode_sends_everything_and_local_mode_nothing(setup):
     before = len(log)
     cloud = EdgeRuntime(mode=Mode.CLOUD, cloud=client).run(images[:5], ids=[f"c/{i}" for i in range(5)])
     local = EdgeRuntime(mode=Mode.LOCAL, local_model=master).run(images[:5], ids=[f"l/{i}" for i in range(5)])
-    assert all(r.route is Route.CLOUD and r.local_us == 0 for r in cloud)
+    assert all(r.route is Route.CLOUD and r.local_us is None and r.local_model is None for r in cloud)
+    assert all(r.request_bytes is None and r.cloud_round_trip_us is None for r in local)
+    assert [r.start_s for r in local] == sorted(r.start_s for r in local)
     assert all(r.route is Route.LOCAL for r in local)
     assert [r.prediction for r in cloud] == [r.prediction for r in local]
     assert [e.request_id for e in log.entries()[before:]] == [f"c/{i}" for i in range(5)]
+
+
+def test_records_take_time_from_the_injected_clock(setup):
+    _, speculative, _, _, images = setup
+    ticks = iter(range(0, 10**12, 250_000))  # a clock that advances 0.25 ms per reading
+    runtime = EdgeRuntime(mode=Mode.LOCAL, local_model=speculative, clock_ns=lambda: next(ticks))
+    records = [runtime.classify(image, input_id=str(i)) for i, image in enumerate(images[:3])]
+    assert [r.start_s for r in records] == [0.00025, 0.001, 0.00175]
+    assert [(r.local_us, r.total_us) for r in records] == [(250, 500)] * 3
 
 
 def test_bad_configuration_and_inputs(setup):
