@@ -283,22 +283,36 @@ class Radio:
             raise ConfigError(
                 f"radio session starts at {at_s} s, before the previous one ended at {self._last_end_s} s"
             )
-        fach = self.profile.fach
-        small = fach is not None and (
-            uplink_bytes <= fach.uplink_threshold_bytes and downlink_bytes <= fach.downlink_threshold_bytes
-        )
-        category = int(
-            classify_sessions(self.profile, np.array([gap_s]), np.array([small]), np.array([self._last_in_fach]))[0]
-        )
+        category = self._classify(gap_s, uplink_bytes=uplink_bytes, downlink_bytes=downlink_bytes)
         previous_tail_mj = 0.0 if self._last_end_s is None else self._tail_mj(gap_s)
         self._open = category
-        codes = np.array([category])
+        promotion = {IDLE_PROMOTION: self.profile.promotion}
+        if self.profile.fach is not None:
+            promotion[FACH_PROMOTION] = self.profile.fach.promotion
+        paid = promotion.get(category)
         return SessionStart(
             category=category,
-            promotion_s=float(self.profile.promotion_s(codes)[0]),
-            promotion_mj=float(self.profile.promotion_mj(codes)[0]),
+            promotion_s=0.0 if paid is None else paid.delay_s,
+            promotion_mj=0.0 if paid is None else paid.energy_mj,
             previous_tail_mj=previous_tail_mj,
         )
+
+    def _classify(self, gap_s: float, *, uplink_bytes: float, downlink_bytes: float) -> int:
+        """:func:`classify_sessions` for one session, without arrays (the reference replay calls it per request).
+
+        The vectorised replay uses :func:`classify_sessions` itself; tests hold the two replays equal.
+        """
+        profile, fach = self.profile, self.profile.fach
+        if fach is None:
+            return IDLE_PROMOTION if gap_s >= profile.tail_s(0) else CONNECTED
+        remaining = profile.tail_s(fach.state) if self._last_in_fach else profile.tail_s(0)
+        if gap_s >= remaining:
+            return IDLE_PROMOTION
+        fach_begins = 0.0 if self._last_in_fach else profile.fach_offset_s(0)
+        if gap_s < fach_begins:
+            return CONNECTED
+        small = uplink_bytes <= fach.uplink_threshold_bytes and downlink_bytes <= fach.downlink_threshold_bytes
+        return FACH_SESSION if small else FACH_PROMOTION
 
     def end(self, at_s: float) -> None:
         """The session's last byte arrived at ``at_s``: its tail starts."""

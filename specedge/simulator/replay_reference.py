@@ -68,6 +68,8 @@ def replay_reference(stream: RequestStream, link: LinkProfile, *, kind: ModelKin
     setup_up, setup_down = connection.setup_bytes
     setup_wait_s = connection.handshake_rtts * rtt_s
     radio = Radio(link.radio)
+    # ConnectionProfile.needs_handshake for one request (a first request's idle time is inf).
+    idle_timeout_s = math.inf if connection.idle_timeout_s is None else connection.idle_timeout_s
 
     start = np.zeros(n)
     finish = np.zeros(n)
@@ -88,7 +90,7 @@ def replay_reference(stream: RequestStream, link: LinkProfile, *, kind: ModelKin
             category[i] = CONNECTED
             if realistic:
                 idle_s = math.inf if last_end_s is None else t - last_end_s
-                handshake[i] = bool(connection.needs_handshake(np.array(idle_s)))
+                handshake[i] = not connection.reuse or math.isinf(idle_s) or idle_s > idle_timeout_s
                 wake = radio.begin(
                     t,
                     uplink_bytes=stream.request_bytes[i] + (setup_up if handshake[i] else 0),

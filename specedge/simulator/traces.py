@@ -83,8 +83,26 @@ class TraceChannel:
         return self.shifted(float(rng.uniform(0.0, self.period_s)))
 
     def transfer(self, num_bytes: float, at_s: float) -> float:
-        """When the last of ``num_bytes`` offered at ``at_s`` has been delivered."""
-        return float(self.transfer_many(np.array([num_bytes]), np.array([at_s]))[0])
+        """When the last of ``num_bytes`` offered at ``at_s`` has been delivered.
+
+        The scalar twin of :meth:`transfer_many` (same arithmetic, no array allocation): the
+        reference replay calls it once per transfer, so it must be cheap.
+        """
+        if num_bytes <= 0:
+            return at_s
+        period, total = self.period_s, self.period_bytes
+        shifted = at_s + self.offset_s
+        start_period = math.floor(shifted / period)
+        phase = shifted - start_period * period
+        target = float(np.interp(phase, self.times_s, self.cumulative_bytes)) + num_bytes
+        whole_periods = max(math.ceil(target / total) - 1, 0)
+        remainder = target - whole_periods * total
+        end = min(max(int(np.searchsorted(self.cumulative_bytes, remainder, side="left")), 1), len(self.times_s) - 1)
+        t0, t1 = float(self.times_s[end - 1]), float(self.times_s[end])
+        b0, b1 = float(self.cumulative_bytes[end - 1]), float(self.cumulative_bytes[end])
+        fraction = min(max((remainder - b0) / (b1 - b0), 0.0), 1.0) if b1 > b0 else 1.0
+        done = start_period * period + whole_periods * period + t0 + fraction * (t1 - t0) - self.offset_s
+        return max(done, at_s)
 
     def transfer_many(self, num_bytes: np.ndarray, at_s: np.ndarray) -> np.ndarray:
         """:meth:`transfer` element-wise: whole periods are skipped arithmetically, the rest by ``searchsorted``."""
