@@ -10,18 +10,25 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from specedge.data import list_datasets
+from specedge.detector import POLICIES, QUALITIES
+from specedge.simulator import LINK_PROFILES
 from specedge.training.trainer import AUGMENTATIONS, TrainConfig
 
 __all__ = [
+    "DEFAULT_LINKS",
     "ArgumentParser",
     "add_common",
     "add_dataset",
+    "add_detector_options",
+    "add_links",
     "add_options",
     "add_training",
+    "comma_names",
     "default_cache_dir",
     "default_data_root",
     "fraction",
@@ -35,6 +42,7 @@ __all__ = [
 ]
 
 DATA_ROOT_ENV = "SPECEDGE_DATA_ROOT"
+DEFAULT_LINKS = ("3g", "lte", "wifi")  # SIEVE's three technologies; the assumed 5G profile only on request
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -105,6 +113,22 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def comma_names(valid: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type for a comma-separated list of names from ``valid`` (case-insensitive)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+        unknown = [n for n in names if n not in valid]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}; expected a comma-separated list of: "
+                f"{', '.join(valid)}"
+            )
+        return names
+
+    return parse
+
+
 def key_values(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE parsed as JSON when it can be (numbers, booleans), else a string."""
     key, sep, raw = text.partition("=")
@@ -154,6 +178,47 @@ def add_options(parser: argparse.ArgumentParser, flag: str, *, what: str, exampl
         default=[],
         metavar="KEY=VALUE",
         help=f"{what} option, e.g. {example} (repeatable)",
+    )
+
+
+def add_links(parser: argparse.ArgumentParser) -> None:
+    """``--links 3g,lte,wifi``: named link profiles."""
+    parser.add_argument(
+        "--links",
+        type=comma_names(tuple(LINK_PROFILES), "link profile"),
+        default=DEFAULT_LINKS,
+        help=f"comma-separated link profiles from {','.join(LINK_PROFILES)} (default: {','.join(DEFAULT_LINKS)})",
+    )
+
+
+def add_detector_options(parser: argparse.ArgumentParser, *, quality: str, target: float) -> None:
+    """How a command that runs SpecEdge gets its misspeculation detector: calibrated here, or from a file."""
+    group = parser.add_argument_group("misspeculation detector")
+    group.add_argument(
+        "--detector", type=Path, metavar="FILE", help="use detectors from `specedge calibrate` instead of calibrating"
+    )
+    group.add_argument(
+        "--policy", choices=[p for p in POLICIES if p != "pair"], default="threshold", help="escalation policy"
+    )
+    group.add_argument(
+        "--quality",
+        choices=QUALITIES,
+        default=quality,
+        help=f"what the target is about: agreement with the master (label-free) or accuracy relative to it "
+        f"(default: {quality})",
+    )
+    group.add_argument(
+        "--target",
+        type=float,
+        default=target,
+        help="for agreement, the fraction of answers equal to the master's; for accuracy, the fraction of the "
+        f"master's accuracy (default: {target})",
+    )
+    group.add_argument(
+        "--delta", type=fraction, default=0.05, help="failure probability of the guarantee (default: 0.05)"
+    )
+    group.add_argument(
+        "--no-guarantee", action="store_true", help="fit the threshold to validation only (no guarantee)"
     )
 
 

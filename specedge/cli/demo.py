@@ -9,11 +9,12 @@ from pathlib import Path
 from specedge.cli._args import (
     add_common,
     add_dataset,
+    add_detector_options,
+    add_links,
     add_options,
     add_training,
     default_cache_dir,
     default_data_root,
-    fraction,
     positive_float,
     positive_int,
     train_config,
@@ -21,24 +22,9 @@ from specedge.cli._args import (
 )
 from specedge.demo import DEFAULT_SPECULATIVE_OPTIONS, DemoConfig, format_report, run_demo
 from specedge.demo.run import DEFAULT_FPS, DEFAULT_QUALITY, DEFAULT_TARGET, DEVICE_CHOICES
-from specedge.detector import POLICIES, QUALITIES
 from specedge.errors import ConfigError
-from specedge.simulator import LINK_PROFILES
 
 __all__ = ["register"]
-
-DEMO_LINKS = ("3g", "lte", "wifi")  # SIEVE's three technologies; the assumed 5G profile only on request
-
-
-def _links(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in LINK_PROFILES]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown link profile {', '.join(map(repr, unknown)) or repr(text)}; expected a comma-separated "
-            f"list of: {', '.join(LINK_PROFILES)}"
-        )
-    return names
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -104,46 +90,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="DIR",
         help="use this speculative artifact instead of distilling",
     )
-    group = demo.add_argument_group("misspeculation detector")
-    group.add_argument(
-        "--policy", choices=[p for p in POLICIES if p != "pair"], default="threshold", help="escalation policy"
-    )
-    group.add_argument(
-        "--quality",
-        choices=QUALITIES,
-        default=DEFAULT_QUALITY,
-        help=f"what the target is about: agreement with the master (label-free) or accuracy relative to it "
-        f"(default: {DEFAULT_QUALITY})",
-    )
-    group.add_argument(
-        "--target",
-        type=float,
-        default=DEFAULT_TARGET,
-        help="for agreement, the fraction of answers equal to the master's; for accuracy, the fraction of the "
-        f"master's accuracy (default: {DEFAULT_TARGET})",
-    )
-    group.add_argument(
-        "--delta", type=fraction, default=0.05, help="failure probability of the guarantee (default: 0.05)"
-    )
-    group.add_argument(
-        "--no-guarantee", action="store_true", help="fit the threshold to validation only (no guarantee)"
-    )
-    group.add_argument(
-        "--detector", type=Path, metavar="FILE", help="use detectors from `specedge calibrate` instead of calibrating"
-    )
-    group.add_argument(
+    add_detector_options(demo, quality=DEFAULT_QUALITY, target=DEFAULT_TARGET)
+    demo.add_argument(
         "--audit-share",
         type=unit_interval,
         default=0.02,
         help="share of kept answers also sent to the master to audit the detector (default: 0.02; 0 = off)",
     )
     demo.add_argument("--limit", type=positive_int, metavar="N", help="run only the first N test inputs")
-    demo.add_argument(
-        "--links",
-        type=_links,
-        default=DEMO_LINKS,
-        help=f"links to estimate, comma-separated, from {','.join(LINK_PROFILES)} (default: {','.join(DEMO_LINKS)})",
-    )
+    add_links(demo)
     demo.add_argument(
         "--device",
         choices=DEVICE_CHOICES,

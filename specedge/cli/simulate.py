@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,21 @@ import numpy as np
 from specedge.cli._args import (
     add_common,
     add_dataset,
+    add_detector_options,
+    add_links,
+    comma_names,
     default_cache_dir,
     default_data_root,
-    fraction,
     positive_int,
     unit_interval,
 )
 from specedge.cli._models import load_for, model_outputs
 from specedge.data import load_dataset
-from specedge.detector import POLICIES, QUALITIES, MisspeculationDetector
+from specedge.demo.run import DEFAULT_QUALITY, DEFAULT_TARGET
+from specedge.detector import MisspeculationDetector
 from specedge.detector.bank import choose_detector, read_detectors
 from specedge.errors import ConfigError
-from specedge.simulator import DEVICE_PROFILES, LINK_PROFILES
+from specedge.simulator import DEVICE_PROFILES
 from specedge.simulator.measure import measure_classifier_s
 from specedge.simulator.plots import plot_breakdown
 from specedge.simulator.report import evaluation_row, markdown_report
@@ -41,22 +43,6 @@ from specedge.simulator.system import OBJECTIVES, SELECTORS
 from specedge.simulator.workloads import HOST_MEASURED, workload_from_outputs
 
 __all__ = ["register"]
-
-
-def _names(valid: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
-    """An argparse type for a comma-separated list of names from ``valid``."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
-        unknown = [n for n in names if n not in valid]
-        if not names or unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}; expected a comma-separated list of: "
-                f"{', '.join(valid)}"
-            )
-        return names
-
-    return parse
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -166,28 +152,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sim.add_argument("--speculative", type=Path, required=True, metavar="DIR", help="speculative model artifact")
     sim.add_argument("--master", type=Path, required=True, metavar="DIR", help="master model artifact")
     add_dataset(sim)
-    sim.add_argument(
-        "--detector", type=Path, metavar="FILE", help="detectors from `specedge calibrate` (else fit here)"
-    )
-    sim.add_argument(
-        "--policy", choices=[p for p in POLICIES if p != "pair"], default="threshold", help="escalation policy"
-    )
-    sim.add_argument("--quality", choices=QUALITIES, default="agreement", help="what the detector's target is about")
-    sim.add_argument("--target", type=float, default=0.99, help="the detector's target (default: 0.99)")
-    sim.add_argument("--delta", type=fraction, default=0.05, help="failure probability of the guarantee")
-    sim.add_argument("--no-guarantee", action="store_true", help="fit the threshold to validation only")
-    sim.add_argument(
-        "--links",
-        type=_names(tuple(LINK_PROFILES), "link profile"),
-        default=("3g", "lte", "wifi"),
-        help=f"comma-separated link profiles from {','.join(LINK_PROFILES)} (default: 3g,lte,wifi)",
-    )
+    add_detector_options(sim, quality=DEFAULT_QUALITY, target=DEFAULT_TARGET)
+    add_links(sim)
     sim.add_argument("--trace-up", type=Path, metavar="FILE", help="uplink capacity trace (Mahimahi or time/Mbps)")
     sim.add_argument("--trace-down", type=Path, metavar="FILE", help="downlink capacity trace (Mahimahi or time/Mbps)")
     devices = [*DEVICE_PROFILES, HOST_MEASURED]
     sim.add_argument(
         "--device",
-        type=_names(devices, "device"),
+        type=comma_names(devices, "device"),
         default=("tegra-k1",),
         help=f"comma-separated devices from {','.join(devices)} (default: tegra-k1)",
     )
@@ -197,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     sim.add_argument(
         "--kind",
-        type=_names(MODEL_KINDS, "model kind"),
+        type=comma_names(MODEL_KINDS, "model kind"),
         default=MODEL_KINDS,
         help="simple (SIEVE's transfer model) and/or realistic (promotion, tails, handshakes, compressed inputs)",
     )

@@ -1,4 +1,4 @@
-"""Offline simulation of SpecEdge against cloud-only and mobile-only (issue 8; thesis chapter 4).
+"""Offline simulation of SpecEdge against cloud-only and mobile-only (thesis chapter 4).
 
 Parts, each in its own module (``docs/ARCHITECTURE.md`` has the map):
 

@@ -1,4 +1,4 @@
-"""Neurosurgeon-style per-layer latency regression (thesis section 4.3.2; issue 8 item 5b).
+"""Neurosurgeon-style per-layer latency regression (thesis section 4.3.2).
 
 SIEVE's selector predicts a CNN's on-device latency from per-layer regression models keyed by
 layer type and configuration, trained once on many CNNs and reused for new ones. Here each layer

@@ -1,7 +1,7 @@
 """Measured latency on this machine: whole models and single layers, torch eager at batch 1.
 
 The device model needs ground truth: how long a model really takes here, one input at a time as a
-camera delivers them, on one thread (issue 8 item 5a). Each timing warms up first, then repeats
+camera delivers them, on one thread. Each timing warms up first, then repeats
 and takes the median, because the machine is shared and noisy. Per-layer timings (the training
 data of :mod:`specedge.simulator.latency_model`, as in Neurosurgeon and thesis section 4.3.2) run
 every leaf module alone on an input of its profiled shape, interleaving the layers in rounds so

@@ -1,6 +1,6 @@
 """Replay one device's requests in time order over a link: latency and energy per request.
 
-This is the simulator's core (issue 8 items 3 and 6; thesis section 4.3.2 for SIEVE's cost model,
+This is the simulator's core (thesis section 4.3.2 for SIEVE's cost model,
 4.5.8 for its "realistic" variant). Each request arrives, waits while the device is busy with
 earlier work, runs its local compute, and, if it goes to the cloud, holds the device through one
 radio session::

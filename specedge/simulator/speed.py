@@ -1,4 +1,4 @@
-"""How many requests per second the vectorised replay simulates on this machine (issue 8 item 7).
+"""How many requests per second the vectorised replay simulates on this machine.
 
 A synthetic stream stands in for a camera: frames at a fixed rate, local compute on each, a given
 fraction escalated with a LeNet-sized request. The replay is timed (median of ``repeats``) on a
