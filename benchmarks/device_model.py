@@ -1,4 +1,4 @@
-"""How well the device models predict latency on this machine (issue 8 item 5).
+"""How well the device models predict latency on this machine.
 
 For a zoo of architectures (LeNet-5, the CIFAR ConvNet, MobileNet-V1 with alpha/rho, ResNet-8/20,
 at several widths) it measures, with torch eager at batch 1 on one thread, every layer alone and

@@ -12,7 +12,7 @@ the detector's decisions on the test split are replayed by the simulator on 3G, 
 (tegra-k1, pixel-class), with SIEVE's "simple" transfer model and the "realistic" one
 (promotion, tails, handshakes, zstd-compressed inputs), a camera at 1 and 30 frames/s, and
 three selectors (always speculate; SIEVE's first-order rule; the predictive one) minimising
-latency or energy. Rows carry the issue's keys (latency_vs_cloud = cloud latency / SpecEdge
+latency or energy. Rows carry the agreed keys (latency_vs_cloud = cloud latency / SpecEdge
 latency; energy_vs_cloud = SpecEdge energy / cloud energy; likewise vs mobile-only), and the run
 reports the simulator's throughput (requests per second of the vectorised replay).
 
@@ -98,7 +98,7 @@ def _workloads(trained: Trained, device: str, server_s: float, limit: int | None
 
 
 def _goal_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per setup, device and link: the issue's goals at 100% of the master's accuracy (predictive selector, 1 fps)."""
+    """Per setup, device and link: the goals at 100% of the master's accuracy (predictive selector, 1 fps)."""
     checks = []
     chosen = [r for r in rows if r["detector"] == "accuracy@1.0" and r["selector"] == "predictive" and r["fps"] == 1.0]
     keys = sorted({(r["model"], r["device"], r["link"], r["model_kind"], r["capacity"]) for r in chosen})

@@ -30,19 +30,20 @@ def _pct(x: float) -> str:
 def format_calibration(results: list[Calibration]) -> str:
     """The table ``specedge calibrate`` prints: one row per policy and target."""
     lines = [
-        f"  {'policy':<20} {'target':>6} {'escalated':>9} {'FN':>7} {'FP':>7} {'system':>8} {'master':>8} "
-        f"{'ratio':>7}  guarantee"
+        f"  {'policy':<20} {'target':>6} {'escalated':>9} {'FN':>7} {'FP':>7} {'system':>8} {'(95% interval)':>17} "
+        f"{'master':>8} {'ratio':>7}  guarantee"
     ]
     for r in results:
         if r.evaluation is None or r.detector is None:
             lines.append(f"  {r.policy:<20} {r.target:>6g}  {r.error or 'not evaluated'}")
             continue
         e = r.evaluation
+        low, high = e.system_accuracy_interval
         guarantee = f"delta {r.detector.delta:g}" if r.detector.certified else "none (fitted to validation)"
         lines.append(
             f"  {r.policy:<20} {r.target:>6g} {_pct(e.escalation_rate):>9} {_pct(e.false_negative_rate):>7} "
-            f"{_pct(e.false_positive_rate):>7} {_pct(e.system_accuracy):>8} {_pct(e.master_accuracy):>8} "
-            f"{e.accuracy_ratio:>7.4f}  {guarantee}"
+            f"{_pct(e.false_positive_rate):>7} {_pct(e.system_accuracy):>8} "
+            f"{f'({_pct(low)} - {_pct(high)})':>17} {_pct(e.master_accuracy):>8} {e.accuracy_ratio:>7.4f}  {guarantee}"
         )
     return "\n".join(lines)
 
