@@ -175,7 +175,7 @@ def test_demo_runs_on_your_own_artifacts_without_training(demo_run, tmp_path):
     result = _demo(
         out,
         "--master-model",
-        str(trained / "models" / "master"),
+        str(trained / "models" / "master" / "manifest.json"),  # a manifest path works like its folder
         "--speculative-model",
         str(trained / "models" / "speculative"),
         "--limit",

@@ -124,7 +124,7 @@ def load_engines(artifacts: Sequence[Path]) -> dict[str, InferenceEngine]:
     sources: dict[str, Path] = {}
     for path in artifacts:
         loaded = load_artifact(Path(path))
-        name = str(loaded.manifest.get("model_name") or Path(loaded.path).name)
+        name = loaded.serving_name
         version = str(loaded.manifest.get("model_version") or "1")
         if name in engines:
             raise ConfigError(

@@ -118,9 +118,15 @@ class _Model:
     """A model of the demo with its artifact folder and its one evaluation per split."""
 
     classifier: ImageClassifier
-    path: Path
+    path: Path  # the artifact folder
     val: EvalResult
     test: EvalResult
+    serving_name: str = ""  # the name the cloud server gives it; "" = the folder's name
+
+    @property
+    def name(self) -> str:
+        """What the client asks the server for (the server's own rule: ``LoadedModel.serving_name``)."""
+        return self.serving_name or self.path.name
 
     def summary(self, role: str) -> ModelSummary:
         profile = profile_classifier(self.classifier)
@@ -134,14 +140,16 @@ class _Model:
 
 
 def _loaded(path: Path, splits: DatasetSplits, role: str) -> _Model:
-    """A user's artifact, checked against the dataset and evaluated once."""
-    classifier = load_artifact(path).classifier
+    """A user's artifact (its folder or its manifest.json), checked against the dataset and evaluated once."""
+    loaded = load_artifact(path)
+    classifier = loaded.classifier
     check_fits(classifier.spec, splits, what=f"{role} model {path}")
     return _Model(
         classifier,
-        path,
+        loaded.path,
         evaluate(classifier, splits.val, num_classes=splits.num_classes),
         evaluate(classifier, splits.test, num_classes=splits.num_classes),
+        loaded.serving_name,
     )
 
 
@@ -265,7 +273,7 @@ def _serve_and_run(
     try:
         with CloudServerProcess([master.path], request_log_path=request_log_path) as server:
             log(f"cloud server (separate process) listening on {server.target}")
-            with CloudClient(server.target, model_name=master.path.name) as client:
+            with CloudClient(server.target, model_name=master.name) as client:
                 runs = _run_strategies(
                     config,
                     master=master.classifier,

@@ -71,6 +71,11 @@ class LoadedModel:
         return self.classifier.spec
 
     @property
+    def serving_name(self) -> str:
+        """The name a server gives this model: the manifest's ``model_name``, else the artifact folder's name."""
+        return str(self.manifest.get("model_name") or self.path.name)
+
+    @property
     def dataset(self) -> dict[str, Any]:
         """What the caller of :func:`save_artifact` recorded about the data."""
         return dict(self.manifest.get("dataset") or {})
