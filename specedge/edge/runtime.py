@@ -7,7 +7,10 @@ One input flows through :meth:`EdgeRuntime.classify`:
 In speculate mode an optional :class:`~specedge.detector.audit.AgreementAudit` also sends a
 small random share of the *kept* answers to the master and compares; the answer stays the
 local one, the record says ``audited``, and the audit raises its alarm if agreement drifts
-below what calibration promised.
+below what calibration promised. With a :class:`~specedge.detector.audit.RecalibrationBuffer`
+the alarm starts a re-calibration: every input goes to the master (its answers are the safe
+ones while the detector is in doubt) until the buffer holds enough master-answered inputs, then
+the detector is refitted on them for agreement (no labels needed) and the audit starts afresh.
 
 ``Mode`` is the user's knob from SIEVE (thesis section 4.3.2): ``speculate`` is the normal
 mode (speculative model on the device, misspeculation detector, cloud recovery),
@@ -30,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from specedge.detector import MisspeculationDetector, probability_from_score, score_logits
-from specedge.detector.audit import AgreementAudit
+from specedge.detector.audit import AgreementAudit, RecalibrationBuffer
 from specedge.edge.cloud_client import CloudClient, CloudResponse
 from specedge.errors import ConfigError, TensorError
 from specedge.models import ImageClassifier
@@ -102,6 +105,7 @@ class EdgeRuntime:
         detector: MisspeculationDetector | None = None,
         cloud: CloudClient | None = None,
         audit: AgreementAudit | None = None,
+        recalibration: RecalibrationBuffer | None = None,
         clock_ns: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         needs = {
@@ -117,11 +121,16 @@ class EdgeRuntime:
             raise ConfigError(
                 f"an audit checks the detector, which only mode 'speculate' uses; got mode {mode.value!r}"
             )
+        if recalibration is not None and audit is None:
+            raise ConfigError("re-calibration starts on the audit's drift alarm; give an audit too")
         self.mode = mode
         self.local_model = local_model.eval() if local_model is not None else None
         self.detector = detector
         self.cloud = cloud
         self.audit = audit
+        self.recalibration = recalibration
+        self.recalibrating = False  # after a drift alarm: every input goes to the master until the buffer is full
+        self.recalibrations = 0
         self._clock_ns = clock_ns
         self._epoch_ns = clock_ns()
         self.local_model_id = None if local_model is None else local_model.spec.label
@@ -158,12 +167,13 @@ class EdgeRuntime:
             raise TensorError(f"input {input_id}: expected a uint8 (C, H, W) image; got {image.dtype} {image.shape}")
         start = self._clock_ns()
         route = self._route()
-        local_prediction = confidence = local_us = None
+        local_prediction = confidence = local_us = logits = None
         audited = False
         if route is Route.LOCAL:
-            local_prediction, confidence, escalate = self._judge(self._run_local(image))
+            logits = self._run_local(image)
+            local_prediction, confidence, escalate = self._judge(logits)
             local_us = (self._clock_ns() - start) // 1000
-            if escalate:
+            if escalate or self.recalibrating:
                 route = Route.ESCALATED
             elif self.audit is not None:
                 audited = self.audit.should_audit()
@@ -172,12 +182,15 @@ class EdgeRuntime:
             assert self.cloud is not None
             response = self.cloud.infer(image[None], request_id=input_id)
         cloud_prediction = None if response is None else int(response.logits[0].argmax())
-        if self.audit is not None and local_prediction is not None:
-            self.audit.observe(
+        if self.recalibrating and logits is not None and cloud_prediction is not None:
+            self._collect(logits[0], cloud_prediction)
+        elif self.audit is not None and local_prediction is not None:
+            alarm = self.audit.observe(
                 kept=route is Route.LOCAL,
                 speculative=local_prediction if audited else None,
                 master=cloud_prediction if audited else None,
             )
+            self.recalibrating = alarm and self.recalibration is not None
         answer = local_prediction if route is Route.LOCAL else cloud_prediction
         assert answer is not None
         return self._record(
@@ -192,6 +205,16 @@ class EdgeRuntime:
             start_ns=start,
             audited=audited,
         )
+
+    def _collect(self, logits: np.ndarray, master_prediction: int) -> None:
+        """Re-calibration after a drift alarm: gather master-answered inputs, then refit label-free."""
+        assert self.recalibration is not None and self.audit is not None and self.detector is not None
+        self.recalibration.add(logits, master_prediction)
+        if self.recalibration.full:
+            self.detector = self.recalibration.refit(self.detector, target=self.audit.target)
+            self.audit.reset()
+            self.recalibrating = False
+            self.recalibrations += 1
 
     def _record(
         self,
