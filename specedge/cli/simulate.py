@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +46,19 @@ from specedge.simulator.workloads import HOST_MEASURED, workload_from_outputs
 __all__ = ["register"]
 
 
-def _rates(text: str) -> tuple[float, ...]:
-    try:
-        rates = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        rates = ()
-    if not rates or any(not r > 0 for r in rates):
-        raise argparse.ArgumentTypeError(f"expected comma-separated frame rates > 0 (frames per second), got {text!r}")
-    return rates
+def _positive_numbers(what: str) -> Callable[[str], tuple[float, ...]]:
+    """An argparse type for comma-separated numbers > 0."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if not values or any(not (v > 0 and v != float("inf")) for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what} > 0, got {text!r}")
+        return values
+
+    return parse
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -83,7 +89,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         ).fit(validation.speculative_logits, validation.master_predictions, validation.labels)
     server_s = measure_classifier_s(master, test.images[:50])
     rng = np.random.default_rng(args.seed)
-    cases = scenarios(args.links, fps=args.fps, kinds=args.kind, arrivals=args.arrivals)
+    if (args.trace_up or args.trace_down) and args.bandwidth_scale != (1.0,):
+        raise ConfigError("--bandwidth-scale scales constant-rate links; traces bring their own capacity")
+    cases = scenarios(
+        args.links, fps=args.fps, kinds=args.kind, arrivals=args.arrivals, bandwidth_scales=args.bandwidth_scale
+    )
     if args.trace_up or args.trace_down:
         cases = [
             dataclasses.replace(
@@ -163,7 +173,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=("tegra-k1",),
         help=f"comma-separated devices from {','.join(devices)} (default: tegra-k1)",
     )
-    sim.add_argument("--fps", type=_rates, default=(1.0,), help="comma-separated camera frame rates (default: 1)")
+    sim.add_argument(
+        "--fps",
+        type=_positive_numbers("frame rates (frames per second)"),
+        default=(1.0,),
+        help="comma-separated camera frame rates (default: 1)",
+    )
+    sim.add_argument(
+        "--bandwidth-scale",
+        type=_positive_numbers("bandwidth factors"),
+        default=(1.0,),
+        help="comma-separated factors on the links' bandwidths, e.g. 0.25,1,4 (default: 1)",
+    )
     sim.add_argument(
         "--arrivals", choices=ARRIVALS, default="constant", help="frame arrival process (default: constant)"
     )

@@ -8,6 +8,7 @@ we measure the ratio on the real images).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,13 @@ import numpy as np
 
 from specedge.errors import ConfigError
 from specedge.simulator.arrivals import constant_rate_arrivals, poisson_arrivals
+from specedge.simulator.channels import ConstantRate
 from specedge.simulator.links import LinkProfile, get_link_profile
 from specedge.simulator.stream import ModelKind
 from specedge.simulator.system import Objective, Selector, SystemEvaluation, Workload, evaluate_system
 from specedge.simulator.traces import load_trace
 
-__all__ = ["ARRIVALS", "Scenario", "run_scenarios", "scenarios", "with_traces"]
+__all__ = ["ARRIVALS", "Scenario", "run_scenarios", "scenarios", "with_bandwidth", "with_traces"]
 
 ARRIVALS = ("constant", "poisson")
 Arrivals = Literal["constant", "poisson"]
@@ -50,17 +52,28 @@ def with_traces(
     """``link`` with trace-driven channels (a random contiguous segment of each trace), named after them."""
     up = None if uplink is None else load_trace(uplink).random_segment(rng)
     down = None if downlink is None else load_trace(downlink).random_segment(rng)
-    traced = link.with_channels(uplink=up, downlink=down)
     names = "/".join(p.name for p in (uplink, downlink) if p is not None)
-    return LinkProfile(
-        name=f"{link.name} ({names})" if names else link.name,
-        uplink=traced.uplink,
-        downlink=traced.downlink,
-        rtt_ms=link.rtt_ms,
-        radio=link.radio,
-        connection=link.connection,
-        source=f"{link.source}; capacity from traces {names}" if names else link.source,
+    if not names:
+        return link
+    return dataclasses.replace(
+        link.with_channels(uplink=up, downlink=down),
+        name=f"{link.name} ({names})",
+        source=f"{link.source}; capacity from traces {names}",
     )
+
+
+def with_bandwidth(link: LinkProfile, scale: float) -> LinkProfile:
+    """``link`` with both constant-rate channels ``scale`` times as fast (a bandwidth sweep)."""
+    if not (isinstance(link.uplink, ConstantRate) and isinstance(link.downlink, ConstantRate)):
+        raise ConfigError(f"link {link.name!r}: only constant-rate channels can be scaled; traces set their own")
+    if not scale > 0:
+        raise ConfigError(f"bandwidth scale must be > 0; got {scale}")
+    if scale == 1:
+        return link
+    scaled = link.with_channels(
+        uplink=ConstantRate(link.uplink.rate_mbps * scale), downlink=ConstantRate(link.downlink.rate_mbps * scale)
+    )
+    return dataclasses.replace(scaled, name=f"{link.name} x{scale:g} bandwidth")
 
 
 def scenarios(
@@ -69,11 +82,19 @@ def scenarios(
     fps: Iterable[float],
     kinds: Iterable[ModelKind],
     arrivals: Arrivals = "constant",
+    bandwidth_scales: Iterable[float] = (1.0,),
 ) -> list[Scenario]:
-    """Every combination of named links, frame rates and model kinds."""
+    """Every combination of named links (at each bandwidth scale), frame rates and model kinds."""
     if arrivals not in ARRIVALS:
         raise ConfigError(f"unknown arrival process {arrivals!r}; expected one of: {', '.join(ARRIVALS)}")
-    return [Scenario(get_link_profile(name), rate, kind, arrivals) for kind in kinds for rate in fps for name in links]
+    scales = tuple(bandwidth_scales)
+    return [
+        Scenario(with_bandwidth(get_link_profile(name), scale), rate, kind, arrivals)
+        for kind in kinds
+        for rate in fps
+        for name in links
+        for scale in scales
+    ]
 
 
 def run_scenarios(

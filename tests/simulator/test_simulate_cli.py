@@ -48,6 +48,17 @@ def test_writes_report_rows_and_plots(capsys, artifacts, tmp_path):
     assert "speed-up" in out
 
 
+def test_bandwidth_sweep(capsys, artifacts, tmp_path):
+    code, _, _ = _simulate(
+        capsys, artifacts, tmp_path, "--links", "lte", "--kind", "simple", "--bandwidth-scale", "0.25,1,4"
+    )
+    assert code == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["link"] for r in rows] == ["LTE x0.25 bandwidth", "LTE", "LTE x4 bandwidth"]
+    cloud_ms = [r["latency_ms"]["cloud-only"] for r in rows]
+    assert cloud_ms[0] > cloud_ms[1] > cloud_ms[2]  # slower links, slower cloud round trips
+
+
 def test_trace_driven_links(capsys, artifacts, tmp_path, traces_dir):
     up, down = traces_dir / "mahimahi" / "TMobile-LTE-short.up", traces_dir / "mahimahi" / "TMobile-LTE-short.down"
     code, _, _ = _simulate(
@@ -72,7 +83,7 @@ def test_trace_driven_links(capsys, artifacts, tmp_path, traces_dir):
     ("extra", "message"),
     [
         (["--links", "lte5"], "unknown link profile 'lte5'"),
-        (["--fps", "0"], "frame rates > 0"),
+        (["--fps", "0"], "frame rates (frames per second) > 0"),
         (["--device", "toaster"], "unknown device 'toaster'"),
     ],
 )
