@@ -8,11 +8,14 @@ ltt = Learn-then-Test at delta 0.05) and reports on the test split: escalation r
 negatives (correctable inputs kept), false positives (odd-correct inputs escalated), system and
 master accuracy and the bound it certifies. Then:
 
-- escalation at equal accuracy: each policy fitted over a sweep of targets, and the test
-  escalation interpolated at the same test accuracy (the fair way to compare policies);
+- escalation at equal accuracy: each policy fitted over a sweep of targets, and the cheapest one
+  whose test accuracy reaches a level; and, along each policy's accuracy-vs-recomputation curve
+  on test (its offsets learned at 100% on validation), the least escalation reaching it;
 - the guarantee on real outputs: validation and test outputs pooled and re-split at random into
   calibration and evaluation halves (200 times), counting how often a certified detector misses
-  its target on the evaluation half, against how often a fitted one does.
+  its target on the evaluation half, against how often a fitted one does; as the evaluation half
+  is itself a sample, misses beyond its sampling error are counted too (at most delta + 5% of
+  the draws when the guarantee holds).
 
     python benchmarks/detector.py                 # full run (trains and caches models on first use)
     python benchmarks/detector.py --quick         # same code path on small models, a few minutes
@@ -33,7 +36,7 @@ import numpy as np
 from _trained import prepare
 
 from specedge.detector import MisspeculationDetector, ModelOutputs, TemperatureScaler
-from specedge.detector.report import calibrate_grid, evaluate_detector
+from specedge.detector.report import calibrate_grid, evaluate_detector, tradeoff_curve
 
 POLICIES = ("threshold", "per-class-heuristic", "per-class-optimal", "pair")
 TARGETS = (1.0, 0.99)
@@ -97,8 +100,14 @@ def _equal_accuracy(
             points.append((e.system_accuracy, e.escalation_rate))
         points.sort()
         accuracy, escalation = np.array(points).T
+        # The policy's family (offsets learned at 100% on validation), its threshold swept over the test split.
+        family = MisspeculationDetector(policy=policy, target=1.0, delta=None)
+        v = validation["single"]
+        family.fit(v.speculative_logits, v.master_predictions, v.labels)
+        curve_escalation, curve_accuracy = tradeoff_curve(family, single)
         for name, level in levels.items():
             reach = np.flatnonzero(accuracy >= level - 1e-12)
+            on_curve = np.flatnonzero(curve_accuracy >= level - 1e-12)
             rows.append(
                 {
                     "dataset": dataset,
@@ -107,6 +116,8 @@ def _equal_accuracy(
                     "accuracy": level,
                     # The cheapest fitted operating point whose test accuracy reaches the level.
                     "escalation_rate": float(escalation[reach].min()) if reach.size else None,
+                    # The least escalation along the family's curve on test that reaches it (same oracle for all).
+                    "curve_escalation_rate": float(curve_escalation[on_curve[0]]) if on_curve.size else None,
                 }
             )
     return rows
@@ -121,6 +132,28 @@ def _pool(a: ModelOutputs, b: ModelOutputs) -> ModelOutputs:
     )
 
 
+def _significantly_below(detector: MisspeculationDetector, evaluation: ModelOutputs, config: dict[str, Any]) -> bool:
+    """Whether the evaluation half shows the target missed beyond its own sampling error (one-sided z < -1.645).
+
+    The evaluation half is a sample too: a detector exactly on target looks below it half of the
+    time. Per input, Z = [answer right] - target x [master right] (accuracy) or [answer agrees] -
+    target (agreement) has mean >= 0 when the target holds; a miss is significant when the mean
+    of Z is more than 1.645 standard errors below 0. If the guarantee holds, such misses happen in
+    at most delta + 5% of the draws.
+    """
+    assert evaluation.labels is not None
+    escalate = detector.escalate(evaluation.speculative_logits)
+    final = np.where(
+        escalate, evaluation.master_predictions, detector.predict_speculative(evaluation.speculative_logits)
+    )
+    if config["quality"] == "accuracy":
+        z = (final == evaluation.labels) - config["target"] * (evaluation.master_predictions == evaluation.labels)
+    else:
+        z = (final == evaluation.master_predictions) - config["target"]
+    se = float(z.std(ddof=1)) / np.sqrt(len(z))
+    return bool(z.mean() < -1.645 * se)
+
+
 def _guarantee_check(
     dataset: str, pooled: ModelOutputs, draws: int, configs: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -130,6 +163,7 @@ def _guarantee_check(
     rows = []
     for config in configs:
         misses = {"ltt": 0, "none": 0}
+        significant = {"ltt": 0, "none": 0}
         fitted = {"ltt": 0, "none": 0}
         escalation: dict[str, list[float]] = {"ltt": [], "none": []}
         for draw in range(draws):
@@ -145,6 +179,7 @@ def _guarantee_check(
                 e = evaluate_detector(detector, evaluation)
                 quality = e.accuracy_ratio if config["quality"] == "accuracy" else e.agreement
                 misses[guarantee] += quality < config["target"]
+                significant[guarantee] += _significantly_below(detector, evaluation, config)
                 escalation[guarantee].append(e.escalation_rate)
         for guarantee in ("ltt", "none"):
             rows.append(
@@ -156,6 +191,7 @@ def _guarantee_check(
                     "draws": draws,
                     "fitted": fitted[guarantee],
                     "miss_rate": misses[guarantee] / fitted[guarantee] if fitted[guarantee] else None,
+                    "significant_miss_rate": significant[guarantee] / fitted[guarantee] if fitted[guarantee] else None,
                     # 3 binomial standard deviations of the miss share estimated from `draws` draws at delta.
                     "tolerance": 3 * float(np.sqrt(DELTA * (1 - DELTA) / draws)),
                     "mean_escalation_rate": float(np.mean(escalation[guarantee])) if escalation[guarantee] else None,
@@ -229,15 +265,18 @@ def main() -> None:
         )
         head = f"{r['dataset']:<16} {r['policy']:<20} {r['quality']:<9} {r['target']:>6g} {r['guarantee']:<5}"
         print(f"{head} {rates}  {note}")
-    print("\nescalation at equal test accuracy (cheapest fitted operating point that reaches it):")
+    print("\nescalation at equal test accuracy (cheapest fitted operating point that reaches it; along the curve):")
     for r in report["equal_accuracy"]:
-        print(f"  {r['dataset']:<16} {r['policy']:<20} {r['accuracy_level']:<15} {_pct(r['escalation_rate'])}")
+        print(
+            f"  {r['dataset']:<16} {r['policy']:<20} {r['accuracy_level']:<15} {_pct(r['escalation_rate'])} "
+            f"{_pct(r['curve_escalation_rate'])}"
+        )
     print("\nguarantee on real outputs (pooled validation + test, random halves):")
     for r in report["guarantee_check"]:
         print(
             f"  {r['dataset']:<16} {r['quality']:<9} {r['target']:>6g} {r['guarantee']:<5} misses "
-            f"{_pct(r['miss_rate'])} of {r['fitted']} draws (delta {DELTA}, tolerance {r['tolerance']:.3f}); "
-            f"mean escalation {_pct(r['mean_escalation_rate'])}"
+            f"{_pct(r['miss_rate'])} of {r['fitted']} draws, beyond the evaluation half's sampling error "
+            f"{_pct(r['significant_miss_rate'])} (delta {DELTA}); mean escalation {_pct(r['mean_escalation_rate'])}"
         )
     for r in report["temperature"]:
         print(
