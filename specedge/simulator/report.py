@@ -60,11 +60,7 @@ def _compare(mine: StrategyOutcome, other: StrategyOutcome, metric: str, unit: s
     cloud request of this run, tail included; break-even is where that equals ``other``.
     """
     theirs, total = getattr(other, metric), getattr(mine, metric)
-    local = (
-        mine.components_ms()["local"] + mine.components_ms()["queue"]
-        if metric == "latency_ms"
-        else (mine.components_mj()["local"])
-    )
+    local = mine.components_ms()["local"] if metric == "latency_ms" else mine.components_mj()["local"]
     rate = mine.cloud_fraction
     quantity = "latency" if metric == "latency_ms" else "energy"
     if total < theirs:
