@@ -371,7 +371,7 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if config.plots:
         plot_outcomes(
-            detector, out / "outcomes.png", title=f"Calibration outcomes on {splits.name}: {detector.describe()}"
+            detector, out / "outcomes.png", title=f"Calibration outcomes on {splits.name}\n{detector.describe()}"
         )
         plot_tradeoff(
             {detector.policy: tradeoff_curve(detector, test_outputs)},
