@@ -81,7 +81,18 @@ def test_listing_commands(capsys):
 def test_help_lists_every_subcommand(capsys):
     code, out, _ = _run(capsys, "--help")
     assert code == 0
-    for command in ("demo", "train", "distill", "eval", "models", "datasets", "profile", "serve"):
+    for command in (
+        "demo",
+        "train",
+        "distill",
+        "calibrate",
+        "simulate",
+        "eval",
+        "models",
+        "datasets",
+        "profile",
+        "serve",
+    ):
         assert command in out
 
 
@@ -99,6 +110,25 @@ def test_help_lists_every_subcommand(capsys):
         (["eval", "--model", "{trained}", "--dataset", "{tmp}/other.npz", "--quiet"], ["expects images"]),
         (["profile"], ["exactly one of --model DIR or --arch NAME"]),
         (["models", "--plugin", "no.such.module"], ["cannot import plugin module 'no.such.module'"]),
+        (["demo", "--target", "1.5", "--out", "{tmp}/d"], ["an agreement target must lie in (0, 1); got 1.5"]),
+        (["demo", "--detector", "{tmp}/none.json", "--out", "{tmp}/d", "--quiet", "--epochs", "1"], ["none.json"]),
+        (
+            [
+                "calibrate",
+                "--speculative",
+                "{trained}",
+                "--master",
+                "{trained}",
+                "--quality",
+                "agreement",
+                "--target",
+                "1.0",
+                "--out",
+                "{tmp}/c.json",
+                "--quiet",
+            ],
+            ["no policy and target could be calibrated"],
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_1(argv, needles, trained, tmp_path, capsys):

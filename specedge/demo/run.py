@@ -34,7 +34,7 @@ from specedge.cloud.process import CloudServerProcess, read_request_log
 from specedge.compression import distill
 from specedge.data import Dataset, DatasetSplits, load_dataset
 from specedge.demo.report import DemoReport, ModelSummary, StrategyRun
-from specedge.detector import MisspeculationDetector, ModelOutputs
+from specedge.detector import MisspeculationDetector, ModelOutputs, check_target
 from specedge.detector.audit import AgreementAudit
 from specedge.detector.bank import choose_detector, read_detectors, write_detectors
 from specedge.detector.plots import plot_outcomes, plot_tradeoff
@@ -99,6 +99,8 @@ class DemoConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.detector_file is None:
+            check_target(self.quality, self.target)
         if not 0 <= self.audit_share <= 1:
             raise ConfigError(f"audit share must lie in [0, 1]; got {self.audit_share}")
         if self.device_threads < 1:

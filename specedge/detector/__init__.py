@@ -5,7 +5,14 @@ from validation histograms; this package adds calibrated scores, exact per-class
 a Learn-then-Test guarantee, label-free (re)calibration and an audit for operation.
 """
 
-from specedge.detector.detector import DETECTOR_KIND, POLICIES, QUALITIES, MisspeculationDetector, load_detector
+from specedge.detector.detector import (
+    DETECTOR_KIND,
+    POLICIES,
+    QUALITIES,
+    MisspeculationDetector,
+    check_target,
+    load_detector,
+)
 from specedge.detector.outcomes import OutcomeStats, outcome_masks
 from specedge.detector.outputs import ModelOutputs
 from specedge.detector.scores import SCORES, probability_from_score, score_logits
@@ -20,6 +27,7 @@ __all__ = [
     "ModelOutputs",
     "OutcomeStats",
     "TemperatureScaler",
+    "check_target",
     "expected_calibration_error",
     "load_detector",
     "outcome_masks",

@@ -39,13 +39,21 @@ from specedge.detector.scores import SCORE_LIMIT, SCORES, probability_from_score
 from specedge.detector.temperature import TemperatureScaler
 from specedge.errors import ConfigError
 
-__all__ = ["DETECTOR_KIND", "POLICIES", "QUALITIES", "MisspeculationDetector", "load_detector"]
+__all__ = ["DETECTOR_KIND", "POLICIES", "QUALITIES", "MisspeculationDetector", "check_target", "load_detector"]
 
 DETECTOR_KIND = "misspeculation-detector"
 POLICIES = ("threshold", "per-class-heuristic", "per-class-optimal", "pair")
 QUALITIES = ("accuracy", "agreement")
 #: Keep score of an input the minions disagree on: always escalated.
 _DISAGREE = -SCORE_LIMIT
+
+
+def check_target(quality: str, target: float) -> None:
+    """:class:`ConfigError` unless ``target`` makes sense for ``quality`` (callers check early with it)."""
+    if quality == "agreement" and not 0 < target < 1:
+        raise ConfigError(f"an agreement target must lie in (0, 1); got {target}")
+    if quality == "accuracy" and not 0 < target <= 1.5:
+        raise ConfigError(f"an accuracy target (fraction of the master's accuracy) must lie in (0, 1.5]; got {target}")
 
 
 class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
@@ -119,12 +127,7 @@ class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
         for name, (value, valid) in choices.items():
             if value not in valid:
                 raise ConfigError(f"unknown {name} {value!r}; expected one of: {', '.join(valid)}")
-        if self.quality == "agreement" and not 0 < self.target < 1:
-            raise ConfigError(f"an agreement target must lie in (0, 1); got {self.target}")
-        if self.quality == "accuracy" and not 0 < self.target <= 1.5:
-            raise ConfigError(
-                f"an accuracy target (fraction of the master's accuracy) must lie in (0, 1.5]; got {self.target}"
-            )
+        check_target(self.quality, self.target)
         if self.delta is not None and not 0 < self.delta < 1:
             raise ConfigError(f"delta must lie in (0, 1); got {self.delta}")
         if not 0 < self.learn_fraction < 1:
