@@ -68,7 +68,8 @@ class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
             master's (below 1).
         delta: failure probability of the guarantee; None fits the threshold to the calibration
             data without a guarantee (the seeds' method).
-        temperature: fit a temperature to the logits before scoring.
+        temperature: fit a temperature to the logits before scoring (a certified detector then has
+            something learned, so it splits its calibration inputs; see ``learn_fraction``).
         learn_fraction: share of the calibration inputs that fit a certified policy's learned
             parts; the rest certifies. Unused when nothing is learned or ``delta`` is None.
         n_starts: fixed-sequence starts of the test (``delta`` is split between them); None
