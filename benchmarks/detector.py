@@ -142,10 +142,8 @@ def _significantly_below(detector: MisspeculationDetector, evaluation: ModelOutp
     at most delta + 5% of the draws.
     """
     assert evaluation.labels is not None
-    escalate = detector.escalate(evaluation.speculative_logits)
-    final = np.where(
-        escalate, evaluation.master_predictions, detector.predict_speculative(evaluation.speculative_logits)
-    )
+    decisions = detector.decide(evaluation.speculative_logits)
+    final = np.where(decisions.escalate, evaluation.master_predictions, decisions.predictions)
     if config["quality"] == "accuracy":
         z = (final == evaluation.labels) - config["target"] * (evaluation.master_predictions == evaluation.labels)
     else:

@@ -25,6 +25,7 @@ on the rest, so that the test sees data its hypotheses were not fitted to.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,15 @@ from specedge.detector.scores import SCORE_LIMIT, SCORES, probability_from_score
 from specedge.detector.temperature import TemperatureScaler
 from specedge.errors import ConfigError
 
-__all__ = ["DETECTOR_KIND", "POLICIES", "QUALITIES", "MisspeculationDetector", "check_target", "load_detector"]
+__all__ = [
+    "DETECTOR_KIND",
+    "POLICIES",
+    "QUALITIES",
+    "Decisions",
+    "MisspeculationDetector",
+    "check_target",
+    "load_detector",
+]
 
 DETECTOR_KIND = "misspeculation-detector"
 POLICIES = ("threshold", "per-class-heuristic", "per-class-optimal", "pair")
@@ -54,6 +63,16 @@ def check_target(quality: str, target: float) -> None:
         raise ConfigError(f"an agreement target must lie in (0, 1); got {target}")
     if quality == "accuracy" and not 0 < target <= 1.5:
         raise ConfigError(f"an accuracy target (fraction of the master's accuracy) must lie in (0, 1.5]; got {target}")
+
+
+@dataclass(frozen=True, eq=False)
+class Decisions:
+    """A detector's verdict on a batch: arrays of length N."""
+
+    predictions: np.ndarray  # the speculative answer
+    confidence: np.ndarray  # its score on the [0, 1] scale users read
+    keep_scores: np.ndarray
+    escalate: np.ndarray  # True: replay the input on the master
 
 
 class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
@@ -331,8 +350,8 @@ class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
 
     def _summarise(self, outputs: ModelOutputs) -> None:
         """What the fitted detector does on the data its threshold was chosen on."""
-        escalate = self.escalate(outputs.speculative_logits)
-        predictions = self.predict_speculative(outputs.speculative_logits)
+        decisions = self.decide(outputs.speculative_logits)
+        escalate, predictions = decisions.escalate, decisions.predictions
         final = np.where(escalate, outputs.master_predictions, predictions)
         self.escalation_rate_ = float(escalate.mean())
         classes = np.bincount(predictions, minlength=self.num_classes_)
@@ -349,16 +368,14 @@ class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
             self.system_accuracy_ = float((final == outputs.labels).mean())
         else:
             self.master_accuracy_ = self.speculative_accuracy_ = self.system_accuracy_ = None
-        raw = self._raw_scores(outputs.speculative_logits, self.temperature_)
-        keep = self._keep(outputs.speculative_logits, raw, self.offsets_)
         self.outcomes_ = OutcomeStats.from_scores(
-            keep, outcome_masks(predictions, outputs.master_predictions, outputs.labels)
+            decisions.keep_scores, outcome_masks(predictions, outputs.master_predictions, outputs.labels)
         )
 
     # --- inference -------------------------------------------------------------------------------
 
-    def keep_scores(self, speculative_logits: np.ndarray) -> np.ndarray:
-        """``(N,)``: inputs scoring below ``threshold_`` are escalated."""
+    def _scored(self, speculative_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The logits as float64, checked against this detector, and their raw scores (computed once)."""
         check_is_fitted(self, "threshold_")
         logits = np.asarray(speculative_logits, dtype=np.float64)
         if logits.ndim != (3 if self.policy == "pair" else 2) or logits.shape[-1] != self.num_classes_:
@@ -366,7 +383,23 @@ class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
                 f"this detector takes logits of shape {'(N, 2, K)' if self.policy == 'pair' else '(N, K)'} with "
                 f"K = {self.num_classes_}; got {logits.shape}"
             )
-        return self._keep(logits, self._raw_scores(logits, self.temperature_), self.offsets_)
+        return logits, self._raw_scores(logits, self.temperature_)
+
+    def decide(self, speculative_logits: np.ndarray) -> Decisions:
+        """Everything the edge needs per input, from one pass over the scores (the runtime's hot path)."""
+        logits, raw = self._scored(speculative_logits)
+        keep = self._keep(logits, raw, self.offsets_)
+        return Decisions(
+            predictions=self._predictions(logits, raw),
+            confidence=probability_from_score(self.score, raw if raw.ndim == 1 else raw.min(axis=1)),
+            keep_scores=keep,
+            escalate=keep < self.threshold_,
+        )
+
+    def keep_scores(self, speculative_logits: np.ndarray) -> np.ndarray:
+        """``(N,)``: inputs scoring below ``threshold_`` are escalated."""
+        logits, raw = self._scored(speculative_logits)
+        return self._keep(logits, raw, self.offsets_)
 
     def escalate(self, speculative_logits: np.ndarray) -> np.ndarray:
         """Boolean ``(N,)``: True where the input must be replayed on the master."""
@@ -375,16 +408,12 @@ class MisspeculationDetector(BaseEstimator):  # type: ignore[misc]
 
     def predict_speculative(self, speculative_logits: np.ndarray) -> np.ndarray:
         """The speculative answer per input (for a pair, the more confident minion's)."""
-        check_is_fitted(self, "threshold_")
-        logits = np.asarray(speculative_logits, dtype=np.float64)
-        return self._predictions(logits, self._raw_scores(logits, self.temperature_))
+        logits, raw = self._scored(speculative_logits)
+        return self._predictions(logits, raw)
 
     def confidence(self, speculative_logits: np.ndarray) -> np.ndarray:
         """The score on its familiar [0, 1] scale (e.g. top softmax probability), for records and plots."""
-        check_is_fitted(self, "threshold_")
-        logits = np.asarray(speculative_logits, dtype=np.float64)
-        raw = self._raw_scores(logits, self.temperature_)
-        return probability_from_score(self.score, raw if raw.ndim == 1 else raw.min(axis=1))
+        return self.decide(speculative_logits).confidence
 
     @property
     def certified(self) -> bool:

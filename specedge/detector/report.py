@@ -55,8 +55,8 @@ def evaluate_detector(detector: MisspeculationDetector, outputs: ModelOutputs) -
     """Apply ``detector`` to ``outputs`` (which must carry labels) and count what happens."""
     if outputs.labels is None:
         raise ConfigError("evaluating a detector needs labelled outputs")
-    escalate = detector.escalate(outputs.speculative_logits)
-    speculative = detector.predict_speculative(outputs.speculative_logits)
+    decisions = detector.decide(outputs.speculative_logits)
+    escalate, speculative = decisions.escalate, decisions.predictions
     master, labels = outputs.master_predictions, outputs.labels
     final = np.where(escalate, master, speculative)
     n = len(outputs)
@@ -83,8 +83,9 @@ def tradeoff_curve(detector: MisspeculationDetector, outputs: ModelOutputs) -> t
     """
     if outputs.labels is None:
         raise ConfigError("an accuracy curve needs labelled outputs")
-    keep = detector.keep_scores(outputs.speculative_logits)
-    right_kept = (detector.predict_speculative(outputs.speculative_logits) == outputs.labels).astype(np.int64)
+    decisions = detector.decide(outputs.speculative_logits)
+    keep = decisions.keep_scores
+    right_kept = (decisions.predictions == outputs.labels).astype(np.int64)
     right_escalated = (outputs.master_predictions == outputs.labels).astype(np.int64)
     order = np.argsort(keep, kind="stable")
     escalated_right = np.concatenate([[0], np.cumsum(right_escalated[order])])

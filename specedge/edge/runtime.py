@@ -158,8 +158,9 @@ class EdgeRuntime:
         if self.detector is None:  # mobile-only / private: no detector, plain top softmax probability
             confidence = float(probability_from_score("max_softmax", score_logits(logits, "max_softmax"))[0])
             return int(logits.argmax()), confidence, False
-        escalate = self.mode is Mode.SPECULATE and bool(self.detector.escalate(logits)[0])
-        return int(self.detector.predict_speculative(logits)[0]), float(self.detector.confidence(logits)[0]), escalate
+        decisions = self.detector.decide(logits)
+        escalate = self.mode is Mode.SPECULATE and bool(decisions.escalate[0])
+        return int(decisions.predictions[0]), float(decisions.confidence[0]), escalate
 
     def classify(self, image: np.ndarray, *, input_id: str) -> InferenceRecord:
         """Answer one uint8 ``(C, H, W)`` image."""

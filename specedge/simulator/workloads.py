@@ -144,7 +144,8 @@ def workload_from_outputs(
     """
     if len(outputs) != len(images):
         raise ConfigError(f"{len(outputs)} outputs but {len(images)} images")
-    escalate = detector.escalate(outputs.speculative_logits)
+    decisions = detector.decide(outputs.speculative_logits)
+    escalate = decisions.escalate
     draws = (rng or np.random.default_rng(0)).random(len(outputs))
     sizes = infer_message_sizes(images.shape[1:], outputs.num_classes)
     n = len(outputs)
@@ -153,7 +154,7 @@ def workload_from_outputs(
         name=name,
         escalate=escalate,
         audit=~escalate & (draws < audit_share),
-        speculative_predictions=detector.predict_speculative(outputs.speculative_logits),
+        speculative_predictions=decisions.predictions,
         master_predictions=outputs.master_predictions,
         labels=outputs.labels,
         request_bytes=request_bytes,

@@ -170,3 +170,12 @@ def test_malformed_state_is_refused(calibration, mutate):
     mutate(state)
     with pytest.raises(ConfigError):
         load_detector(state)
+
+
+def test_decide_agrees_with_the_single_purpose_methods(calibration, pair_calibration):
+    for outputs, policy in ((calibration, "per-class-optimal"), (pair_calibration, "pair")):
+        detector = _fit(outputs, policy=policy, target=0.99, temperature=True)
+        decisions = detector.decide(outputs.speculative_logits)
+        np.testing.assert_array_equal(decisions.escalate, detector.escalate(outputs.speculative_logits))
+        np.testing.assert_array_equal(decisions.predictions, detector.predict_speculative(outputs.speculative_logits))
+        np.testing.assert_array_equal(decisions.keep_scores, detector.keep_scores(outputs.speculative_logits))
