@@ -64,7 +64,7 @@ def _replace_weights(directory: Path, tensors: dict[str, torch.Tensor] | bytes) 
     else:
         save_file(tensors, str(weights))
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    _edit_manifest(directory, lambda m: m.update(weights_sha256=digest))
+    _edit_manifest(directory, lambda m: m["weights"].update(sha256=digest))
 
 
 def _load_error(path: Path) -> str:
@@ -96,11 +96,18 @@ def test_round_trip_gives_identical_outputs(artifact: Path) -> None:
 def test_manifest_holds_the_documented_fields(artifact: Path) -> None:
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert manifest["format"] == "specedge-model"
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
+    assert manifest["model_name"] == "lenet" and manifest["model_version"] == "1"
     assert manifest["spec"]["architecture"] == "lenet5"
     assert manifest["spec"]["arch_kwargs"] == {"width": 0.1}
-    assert manifest["weights_file"] == "model.safetensors"
-    assert manifest["weights_sha256"] == hashlib.sha256((artifact / "model.safetensors").read_bytes()).hexdigest()
+    data = (artifact / "model.safetensors").read_bytes()
+    assert manifest["weights"] == {
+        "encoding": "fp32",
+        "file": "model.safetensors",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "nbytes": len(data),
+    }
+    assert manifest["activation_formats"] is None
     assert manifest["specedge_version"] == specedge.__version__
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", manifest["created_utc"])
     clf = _classifier()
@@ -175,8 +182,59 @@ def test_wrong_format(artifact: Path) -> None:
 
 
 def test_unsupported_version(artifact: Path) -> None:
-    _edit_manifest(artifact, lambda m: m.update(format_version=2))
-    assert "unsupported format_version 2" in _load_error(artifact)
+    _edit_manifest(artifact, lambda m: m.update(format_version=3))
+    assert "unsupported format_version 3" in _load_error(artifact)
+
+
+def _as_version_1(manifest: dict[str, Any]) -> None:
+    """What the foundation's save_artifact wrote: fp32 only, weights at the top level, no model name."""
+    weights = manifest.pop("weights")
+    for key in ("model_name", "model_version", "activation_formats"):
+        manifest.pop(key)
+    manifest.update(format_version=1, weights_file=weights["file"], weights_sha256=weights["sha256"])
+
+
+def test_version_1_artifacts_still_load(artifact: Path) -> None:
+    _edit_manifest(artifact, _as_version_1)
+    loaded = load_artifact(artifact)
+    assert loaded.encoding == "fp32"
+    assert loaded.serving_name == "lenet"  # the folder's name, as before
+    images = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(_classifier().eval()(images), loaded.classifier(images))
+
+
+def test_version_1_without_its_weight_fields(artifact: Path) -> None:
+    _edit_manifest(artifact, lambda m: (_as_version_1(m), m.pop("weights_sha256")))
+    assert "lacks the string field 'weights_sha256'" in _load_error(artifact)
+
+
+def test_version_2_without_weights_block(artifact: Path) -> None:
+    _edit_manifest(artifact, lambda m: m.pop("weights"))
+    assert "lacks the 'weights' object" in _load_error(artifact)
+
+
+def test_unknown_encoding_is_named(artifact: Path) -> None:
+    _edit_manifest(artifact, lambda m: m["weights"].update(encoding="fp4-magic"))
+    message = _load_error(artifact)
+    assert "unknown weights encoding 'fp4-magic'" in message and "fp32" in message
+
+
+def test_model_name_and_sections_are_written(tmp_path: Path) -> None:
+    directory = save_artifact(
+        tmp_path / "dir",
+        _classifier(),
+        dataset={},
+        metrics={},
+        model_name="spec",
+        model_version="7",
+        sections={"tradeoff": {"bytes_ratio": 0.25}},
+    )
+    loaded = load_artifact(directory)
+    assert (loaded.serving_name, loaded.manifest["model_version"]) == ("spec", "7")
+    assert loaded.manifest["tradeoff"] == {"bytes_ratio": 0.25}
+    with pytest.raises(ConfigError, match="written by save_artifact itself"):
+        save_artifact(tmp_path / "dir", _classifier(), dataset={}, metrics={}, sections={"weights": {}})
 
 
 @pytest.mark.parametrize("broken", [lambda m: m["spec"].pop("num_classes"), lambda m: m.update(spec="lenet5")])
@@ -204,7 +262,7 @@ def test_missing_weights_file(artifact: Path) -> None:
 
 
 def test_weights_file_outside_the_directory_is_refused(artifact: Path) -> None:
-    _edit_manifest(artifact, lambda m: m.update(weights_file="../model.safetensors"))
+    _edit_manifest(artifact, lambda m: m["weights"].update(file="../model.safetensors"))
     assert "must be a file name" in _load_error(artifact)
 
 
