@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from specedge.cli._args import add_common, add_options, default_data_root
+from specedge.compression.tradeoff import tradeoff_table
 from specedge.data import dataset_folder, list_datasets
 from specedge.errors import ConfigError
-from specedge.models import build_classifier, list_models, load_artifact, model_entry
+from specedge.models import ImageClassifier, build_classifier, list_models, load_artifact, model_entry
 from specedge.models.profiler import profile_classifier
 
 __all__ = ["register"]
@@ -52,8 +53,12 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
 def _cmd_profile(args: argparse.Namespace) -> int:
     if (args.model is None) == (args.arch is None):
         raise ConfigError("profile needs exactly one of --model DIR or --arch NAME")
+    tradeoff = None
     if args.model is not None:
-        model = load_artifact(args.model).classifier
+        loaded = load_artifact(args.model)
+        # an int8 graph has no torch form; its fp32 structure profiles the same layers
+        model = loaded.torch_classifier or ImageClassifier(loaded.spec)
+        tradeoff = loaded.manifest.get("tradeoff")
     else:
         entry = model_entry(args.arch)
         shape = args.input or entry.reference_input
@@ -65,7 +70,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             **dict(args.arch_opt),
         )
     profile = profile_classifier(model)
-    print(json.dumps(profile.to_dict(), indent=2) if args.json else profile.to_table())
+    if args.json:
+        print(json.dumps({**profile.to_dict(), "tradeoff": tradeoff}, indent=2))
+        return 0
+    print(profile.to_table())
+    if tradeoff is not None:
+        print(f"\nstored as a compressed variant:\n{tradeoff_table(tradeoff)}")
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from specedge.backends import BACKENDS, runner_for
 from specedge.cli._args import (
     add_common,
     add_dataset,
@@ -14,12 +15,14 @@ from specedge.cli._args import (
     add_training,
     default_cache_dir,
     default_data_root,
+    positive_int,
     train_config,
 )
 from specedge.compression import distill
+from specedge.compression.tradeoff import tradeoff_table
 from specedge.data import DatasetSplits, load_dataset
 from specedge.models import list_models, load_artifact
-from specedge.training import check_fits, evaluate, save_evaluated, train_new
+from specedge.training import check_fits, evaluate_logits, save_evaluated, train_new
 
 __all__ = ["register"]
 
@@ -80,18 +83,23 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     loaded = load_artifact(args.model)
     splits = _load(args)
-    spec = loaded.classifier.spec
+    spec = loaded.spec
     check_fits(spec, splits, what=f"model {args.model}")
     split = getattr(splits, args.split)
-    result = evaluate(loaded.classifier, split, num_classes=splits.num_classes)
+    runner, choice = runner_for(loaded, splits.val.images, prefer=args.backend, threads=args.device_threads)
+    result = evaluate_logits(runner.logits(split.images), split.labels, splits.num_classes)
+    tradeoff = loaded.manifest.get("tradeoff")
     if args.json:
         per_class = dict(zip(splits.class_names, result.per_class_accuracy.tolist(), strict=True))
-        print(json.dumps({"accuracy": result.accuracy, "items": result.num_items, "per_class": per_class}, indent=2))
-    else:
-        print(
-            f"{spec.architecture} on {splits.name} {args.split}: "
-            f"accuracy {result.accuracy:.2%} ({result.num_items} items)"
-        )
+        report = {"accuracy": result.accuracy, "items": result.num_items, "per_class": per_class}
+        print(json.dumps({**report, "backend": choice.to_dict(), "tradeoff": tradeoff}, indent=2))
+        return 0
+    print(
+        f"{spec.label} ({loaded.encoding}) on {splits.name} {args.split}: "
+        f"accuracy {result.accuracy:.2%} ({result.num_items} items) on {runner.backend}: {choice.reason}"
+    )
+    if tradeoff is not None:
+        print(tradeoff_table(tradeoff))
     return 0
 
 
@@ -135,5 +143,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_dataset(ev)
     ev.add_argument("--split", choices=("train", "val", "test"), default="test", help="which split (default: test)")
     ev.add_argument("--json", action="store_true", help="print JSON with per-class accuracy")
+    ev.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="device backend: auto (onnxruntime where it matches torch on validation and is faster), torch, "
+        "onnxruntime (default: auto)",
+    )
+    ev.add_argument("--device-threads", type=positive_int, default=1, help="threads the backend runs on (default: 1)")
     add_common(ev)
     ev.set_defaults(func=_cmd_eval)

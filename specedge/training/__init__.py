@@ -1,6 +1,6 @@
 """Training and evaluation of classifiers: seeded, early-stopped on validation, with progress bars."""
 
-from specedge.training.evaluate import EvalResult, evaluate, predict_logits, softmax
+from specedge.training.evaluate import EvalResult, evaluate, evaluate_logits, predict_logits, softmax
 from specedge.training.recipes import check_fits, save_evaluated, train_new
 from specedge.training.trainer import EpochStats, TrainConfig, TrainResult, channel_stats, fit
 
@@ -12,6 +12,7 @@ __all__ = [
     "channel_stats",
     "check_fits",
     "evaluate",
+    "evaluate_logits",
     "fit",
     "predict_logits",
     "save_evaluated",

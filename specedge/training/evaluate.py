@@ -53,11 +53,15 @@ class EvalResult:
 
 def evaluate(model: nn.Module, dataset: Dataset, *, num_classes: int, batch_size: int = 512) -> EvalResult:
     """Top-1 accuracy of ``model`` on ``dataset``."""
-    logits = predict_logits(model, dataset.images, batch_size=batch_size)
+    return evaluate_logits(predict_logits(model, dataset.images, batch_size=batch_size), dataset.labels, num_classes)
+
+
+def evaluate_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> EvalResult:
+    """Top-1 accuracy of logits computed elsewhere (e.g. on a device backend) against ``labels``."""
     predictions = logits.argmax(axis=1)
-    correct = predictions == dataset.labels
-    counts = np.bincount(dataset.labels, minlength=num_classes)
-    hits = np.bincount(dataset.labels, weights=correct, minlength=num_classes)
+    correct = predictions == labels
+    counts = np.bincount(labels, minlength=num_classes)
+    hits = np.bincount(labels, weights=correct, minlength=num_classes)
     per_class = np.divide(hits, counts, out=np.full(num_classes, np.nan), where=counts > 0)
     return EvalResult(
         accuracy=float(correct.mean()),
