@@ -83,9 +83,19 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CALIBRATION_METHODS[method],
-            extra_options={"CalibMaxIntermediateOutputs": _MAX_HELD_BATCHES},
+            extra_options={"CalibMaxIntermediateOutputs": _held_batches(len(images), method)},
         )
         return quantized.read_bytes()
+
+
+def _held_batches(count: int, method: str) -> int:
+    """Batches ORT may hold before folding ranges: at most :data:`_MAX_HELD_BATCHES`, never a divisor of their count.
+
+    onnxruntime 1.31's minmax calibrator folds and clears every ``held`` batches and then raises
+    "No data is collected" when the last fold left nothing, i.e. when ``held`` divides the count.
+    """
+    batches = -(-count // (_MINMAX_BATCH if method == "minmax" else 1))
+    return next((held for held in range(_MAX_HELD_BATCHES, 1, -1) if batches % held), batches + 1)
 
 
 def describe_int8(model_bytes: bytes) -> dict[str, Any]:

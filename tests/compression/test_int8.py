@@ -81,3 +81,9 @@ def test_bad_arguments_are_named(lenet):
         quantize_int8(lenet, _images(4).astype(np.float32))
     with pytest.raises(ConfigError, match="at least one image"):
         quantize_int8(lenet, _images(0))
+
+
+@pytest.mark.parametrize("count", [64 * 8, 64 * 8 * 7 + 1, 1])
+def test_calibration_counts_that_once_left_nothing_to_fold(lenet, count):
+    # onnxruntime raised "No data is collected" whenever the batches held divided the batch count
+    assert quantize_int8(lenet, _images(count))
