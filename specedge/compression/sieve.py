@@ -485,35 +485,41 @@ def _ladder(passing: Sequence[SieveTrial], threshold: float | None) -> list[Siev
     return [*ladder, None]
 
 
-def _backoff_victim(ladders: Mapping[TensorKey, list[SieveTrial | None]], rungs: Mapping[TensorKey, int]) -> TensorKey:
-    """The compressed tensor whose config scored lowest alone (ties: fewest bits, then model order)."""
-    candidates = [
-        (trial.normalized_accuracy, trial.bits, order, key)
-        for order, (key, rung) in enumerate(rungs.items())
-        if (trial := ladders[key][rung]) is not None
-    ]
-    return min(candidates)[3]
+def _bits(trial: SieveTrial | None) -> int:
+    return 32 if trial is None else trial.bits
 
 
 def _variant(
     search: _Search, name: str, threshold: float | None, ladders: Mapping[TensorKey, list[SieveTrial | None]]
 ) -> SieveVariant:
-    """Each tensor's first choice, backed off until the whole model meets ``threshold``."""
+    """Each tensor's first choice, backed off until the whole model meets ``threshold``.
+
+    Back-off is steepest ascent: each step tries moving every still-compressed tensor one rung up
+    its ladder, verifies each whole model, and keeps the move with the best validation accuracy
+    (ties: fewest bits added, then model order). Losses add up across layers (thesis 4.4.1), so
+    the tensor that hurts most alone is often not the one whose release helps the whole most.
+    """
     rungs = dict.fromkeys(ladders, 0)
 
-    def assignment() -> dict[TensorKey, FloatFormat]:
-        chosen = {key: ladders[key][rung] for key, rung in rungs.items()}
+    def assignment(at: Mapping[TensorKey, int]) -> dict[TensorKey, FloatFormat]:
+        chosen = {key: ladders[key][rung] for key, rung in at.items()}
         return {key: trial.format for key, trial in chosen.items() if trial is not None}
 
-    score, steps = search.verify(assignment()), 0
+    score, steps = search.verify(assignment(rungs)), 0
     # Terminates: each step moves one tensor up its finite ladder, and all-fp32 scores exactly 1.0.
     while threshold is not None and search.normalized(score) < threshold:
-        victim = _backoff_victim(ladders, rungs)
-        rungs[victim] += 1
-        score, steps = search.verify(assignment()), steps + 1
+        moves = []
+        for order, (key, rung) in enumerate(rungs.items()):
+            if ladders[key][rung] is None:
+                continue
+            moved = {**rungs, key: rung + 1}
+            added_bits = _bits(ladders[key][rung + 1]) - _bits(ladders[key][rung])
+            moves.append((-search.verify(assignment(moved)).accuracy, added_bits, order, moved))
+        _, _, _, rungs = min(moves, key=lambda move: move[:3])
+        score, steps = search.verify(assignment(rungs)), steps + 1
     return SieveVariant(
         name=name,
-        config=_to_config(assignment()),
+        config=_to_config(assignment(rungs)),
         validation_accuracy=score.accuracy,
         normalized_validation_accuracy=search.normalized(score),
         validation_agreement=score.agreement,
