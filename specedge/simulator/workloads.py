@@ -17,7 +17,9 @@ host's own profile. This module imports torch (profiling, measuring); :mod:`.sys
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +27,12 @@ from specedge.detector import MisspeculationDetector, ModelOutputs
 from specedge.edge.runtime import InferenceRecord, Route
 from specedge.errors import ConfigError
 from specedge.models import ImageClassifier, profile_classifier
-from specedge.simulator.device import DEVICE_PROFILES, get_device_profile, model_cost
+from specedge.simulator.device import DEVICE_PROFILES, ComputeDtype, get_device_profile, model_cost
 from specedge.simulator.measure import measure_classifier_s
 from specedge.simulator.system import LocalCost, Workload
 from specedge.simulator.wire import compressed_request_bytes, infer_message_sizes
 
-__all__ = ["HOST_MEASURED", "local_cost", "workload_from_outputs", "workload_from_records"]
+__all__ = ["HOST_MEASURED", "StoredWidths", "local_cost", "workload_from_outputs", "workload_from_records"]
 
 
 def _compressed(images: np.ndarray, raw_bytes: np.ndarray) -> np.ndarray:
@@ -46,15 +48,46 @@ def _compressed(images: np.ndarray, raw_bytes: np.ndarray) -> np.ndarray:
 HOST_MEASURED = "host-measured"
 
 
+@dataclass(frozen=True)
+class StoredWidths:
+    """The widths a compressed variant stores each profiled row's weights and activations at.
+
+    SIEVE's custom floats move fewer bytes with fp32 arithmetic; int8 also computes in int8
+    (thesis 4.4.2). One entry per profiler row, as the variant's trade-off record lists them.
+    """
+
+    weight_bits: tuple[int, ...]
+    activation_bits: tuple[int, ...]
+    compute: ComputeDtype = "fp32"  # "int8" for an int8 variant
+
+    @classmethod
+    def from_tradeoff(cls, record: Mapping[str, Any]) -> StoredWidths:
+        """From a manifest's ``tradeoff`` section (``specedge.compression.tradeoff``)."""
+        try:
+            return cls(
+                weight_bits=tuple(int(b) for b in record["weight_bits"]),
+                activation_bits=tuple(int(b) for b in record["activation_bits"]),
+                compute="int8" if record["encoding"] == "int8" else "fp32",
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"malformed trade-off record: {exc!r}") from exc
+
+
 def local_cost(
-    classifier: ImageClassifier, device: str, *, images: np.ndarray | None = None, measured_s: float | None = None
+    classifier: ImageClassifier,
+    device: str,
+    *,
+    widths: StoredWidths | None = None,
+    images: np.ndarray | None = None,
+    measured_s: float | None = None,
 ) -> LocalCost:
     """Per-input compute of ``classifier`` on ``device``.
 
     ``device`` is a name from :data:`~specedge.simulator.device.DEVICE_PROFILES` (analytic roofline,
-    elementwise layers fused as a deployment runtime does) or :data:`HOST_MEASURED`: the median
-    batch-1 time on this machine (``measured_s`` if already measured, else timed on ``images``),
-    with energy = that time x the host-x86 profile's active power above idle.
+    elementwise layers fused as a deployment runtime does, tensors at their stored ``widths``) or
+    :data:`HOST_MEASURED`: the median batch-1 time on this machine (``measured_s`` if already
+    measured, else timed on ``images``), with energy = that time x the host-x86 profile's active
+    power above idle.
     """
     if device == HOST_MEASURED:
         host = get_device_profile("host-x86")
@@ -67,7 +100,19 @@ def local_cost(
     if device not in DEVICE_PROFILES:
         valid = ", ".join([*DEVICE_PROFILES, HOST_MEASURED])
         raise ConfigError(f"unknown device {device!r}; expected one of: {valid}")
-    cost = model_cost(profile_classifier(classifier), get_device_profile(device), fuse_elementwise=True)
+    profile, device_profile = profile_classifier(classifier), get_device_profile(device)
+    cost = (
+        model_cost(profile, device_profile, fuse_elementwise=True)
+        if widths is None
+        else model_cost(
+            profile,
+            device_profile,
+            weight_bits=widths.weight_bits,
+            activation_bits=widths.activation_bits,
+            compute=widths.compute,
+            fuse_elementwise=True,
+        )
+    )
     return LocalCost(classifier.spec.label, cost.time_s, cost.energy_mj, device, "analytic roofline")
 
 
@@ -84,13 +129,15 @@ def workload_from_records(
     master_model: ImageClassifier,
     escalation_probability: float,
     audit_share: float,
+    speculative_widths: StoredWidths | None = None,
 ) -> Workload:
     """A workload from three runs over the same inputs (as the demo makes them).
 
     The SpecEdge run says which inputs were escalated or audited and when each started; the
     cloud-only run, which sent every input, gives each input's real request and response sizes
     and the server's time; the mobile-only run gives the master's answer for every input. With
-    ``device`` = :data:`HOST_MEASURED` the local times are those the records measured.
+    ``device`` = :data:`HOST_MEASURED` the local times are those the records measured; on an
+    analytic device ``speculative_widths`` prices a compressed speculative model's storage.
     """
     n = len(speculative)
     if not (len(cloud_only) == len(mobile_only) == n == len(images)):
@@ -104,7 +151,8 @@ def workload_from_records(
         spec_cost = local_cost(speculative_model, device, measured_s=float(np.median(spec_us)) / 1e6)
         master_cost = local_cost(master_model, device, measured_s=float(np.median(master_us)) / 1e6)
     else:
-        spec_cost, master_cost = local_cost(speculative_model, device), local_cost(master_model, device)
+        spec_cost = local_cost(speculative_model, device, widths=speculative_widths)
+        master_cost = local_cost(master_model, device)
     return Workload(
         name=name,
         escalate=np.array([r.route is Route.ESCALATED for r in speculative]),
@@ -136,11 +184,13 @@ def workload_from_outputs(
     server_s: float,
     audit_share: float = 0.0,
     rng: np.random.Generator | None = None,
+    speculative_widths: StoredWidths | None = None,
 ) -> Workload:
     """A workload from a detector's decisions on stored test outputs (no server needed).
 
     Message sizes are those of the real protobuf messages for this input shape; audits are drawn
-    at ``audit_share`` among kept answers (seeded).
+    at ``audit_share`` among kept answers (seeded). ``speculative_widths`` prices a compressed
+    speculative model's storage on an analytic device.
     """
     if len(outputs) != len(images):
         raise ConfigError(f"{len(outputs)} outputs but {len(images)} images")
@@ -161,7 +211,7 @@ def workload_from_outputs(
         compressed_request_bytes=_compressed(images, request_bytes),
         response_bytes=np.full(n, float(sizes.response_bytes)),
         server_s=np.full(n, server_s),
-        speculative=local_cost(speculative_model, device, images=images),
+        speculative=local_cost(speculative_model, device, widths=speculative_widths, images=images),
         master=local_cost(master_model, device, images=images),
         escalation_probability=detector.escalation_rate_,
         audit_share=audit_share,

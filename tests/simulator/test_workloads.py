@@ -138,3 +138,24 @@ def test_local_costs_name_the_device_and_refuse_unknown_ones(digits_models):
     assert cost.device == "pixel-class" and cost.latency_s > 0 and cost.energy_mj > 0
     with pytest.raises(ConfigError, match="unknown device 'toaster'; expected one of: tegra-k1"):
         local_cost(master, "toaster")
+
+
+def test_stored_widths_price_a_compressed_variant_below_fp32(digits_models):
+    """SIEVE's narrower storage moves fewer bytes; int8 also computes cheaper (thesis 4.4.2)."""
+    from specedge.compression.tradeoff import layer_bits
+    from specedge.simulator.workloads import StoredWidths
+
+    _, master, _ = digits_models
+    fp32 = local_cost(master, "tegra-k1")
+    rows = layer_bits(master)
+    narrow = StoredWidths(tuple(6 for _ in rows), tuple(6 for _ in rows))
+    int8 = StoredWidths.from_tradeoff(
+        {"encoding": "int8", "weight_bits": [8] * len(rows), "activation_bits": [8] * len(rows)}
+    )
+    sieve_cost, int8_cost = local_cost(master, "tegra-k1", widths=narrow), local_cost(master, "tegra-k1", widths=int8)
+    assert sieve_cost.energy_mj < fp32.energy_mj and int8_cost.energy_mj < fp32.energy_mj
+    assert sieve_cost.latency_s <= fp32.latency_s and int8_cost.latency_s <= fp32.latency_s
+    with pytest.raises(ConfigError, match="malformed trade-off record"):
+        StoredWidths.from_tradeoff({"encoding": "sieve"})
+    with pytest.raises(ConfigError, match="layer rows"):
+        local_cost(master, "tegra-k1", widths=StoredWidths((8,), (8,)))
