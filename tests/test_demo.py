@@ -197,3 +197,48 @@ def test_demo_refuses_a_model_for_other_data(demo_run, tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "expects images (1, 8, 8)" in lines[0] and "MNIST" in lines[0]
+
+
+def test_the_device_runs_the_candidate_with_the_least_simulated_energy(demo_run):
+    out, stdout, records, _ = demo_run
+    report = json.loads((out / "report.json").read_text())
+    candidates = report["candidates"]
+    assert [c["name"] for c in candidates] == [
+        "distilled",
+        "sieve-exact",
+        "sieve-accurate",
+        "sieve-approximate",
+        "int8",
+    ]
+
+    def mean_energy(candidate):
+        return sum(v["energy_mj"] for v in candidate["simulated"].values()) / len(candidate["simulated"])
+
+    (chosen,) = [c for c in candidates if c["chosen"]]
+    assert mean_energy(chosen) == min(mean_energy(c) for c in candidates)
+    for candidate in candidates[1:]:  # compressed variants really are smaller on disk
+        assert candidate["bytes_ratio"] < 1.0 and (Path(candidate["path"]) / "manifest.json").is_file()
+    assert report["device_backends"]["speculative"]["backend"] == chosen["backend"]
+    local = {r["local_model"] for r in records if r["strategy"] == "SpecEdge"}
+    assert len(local) == 1 and local.pop().endswith(f" {chosen['name']}")
+    assert "Speculative candidates" in stdout and "device backends:" in stdout
+
+
+def test_no_compress_keeps_the_distilled_model(demo_run, tmp_path):
+    trained, *_ = demo_run
+    out = tmp_path / "plain"
+    result = _demo(
+        out,
+        "--master-model",
+        str(trained / "models" / "master"),
+        "--speculative-model",
+        str(trained / "models" / "speculative"),
+        "--limit",
+        "10",
+        "--no-plots",
+        "--no-compress",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [c["name"] for c in report["candidates"]] == ["distilled"]
+    assert not (out / "models" / "compressed").exists()

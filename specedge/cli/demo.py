@@ -53,6 +53,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         device=args.device,
         fps=args.fps,
         device_threads=args.device_threads,
+        compress=not args.no_compress,
         plots=not args.no_plots,
         show_progress=not args.quiet,
     )
@@ -116,7 +117,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--device-threads",
         type=positive_int,
         default=1,
-        help="torch threads for the edge runs, as on a device answering one frame at a time (default: 1)",
+        help="threads for the edge runs, as on a device answering one frame at a time (default: 1)",
+    )
+    demo.add_argument(
+        "--no-compress",
+        action="store_true",
+        help="run the distilled speculative model as it is; by default its SIEVE custom-float and int8 variants "
+        "are derived too and the device runs the one with the least simulated energy on validation",
     )
     demo.add_argument("--no-plots", action="store_true", help="skip confidence.png and costs.png")
     add_training(demo, epochs=30, augment="shift", lr=5e-3)

@@ -6,6 +6,7 @@ request log), so ``records.csv`` and the table can be checked against each other
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from specedge.edge.runtime import InferenceRecord, Route
 from specedge.simulator.report import evaluation_row, verdict
 from specedge.simulator.system import SystemEvaluation
 
-__all__ = ["DemoReport", "ModelSummary", "StrategyRun", "format_report"]
+__all__ = ["DemoReport", "ModelSummary", "StrategyRun", "candidate_lines", "format_report"]
 
 SPECEDGE = "SpecEdge"
 CLOUD_ONLY = "cloud-only"
@@ -84,6 +85,8 @@ class DemoReport:
 
     dataset: dict[str, Any]
     models: list[ModelSummary]
+    candidates: list[dict[str, Any]]  # speculative models considered (Candidate.row), the chosen one marked
+    backends: dict[str, dict[str, Any]]  # role -> BackendChoice.to_dict() of what the device ran
     detector: MisspeculationDetector
     detector_test: DetectorEvaluation
     audit: AuditStatus | None
@@ -109,6 +112,8 @@ class DemoReport:
         return {
             "dataset": self.dataset,
             "models": [m.__dict__ for m in self.models],
+            "candidates": self.candidates,
+            "device_backends": self.backends,
             "detector": self.detector.to_dict(),
             "detector_test": self.detector_test.to_dict(),
             "audit": None if self.audit is None else {**asdict(self.audit), "audit_share": self.audit.audit_share},
@@ -199,6 +204,28 @@ def _simulated_lines(report: DemoReport) -> list[str]:
     return lines
 
 
+def candidate_lines(rows: list[dict[str, Any]], links: Sequence[str]) -> list[str]:
+    """The speculative candidates side by side: size, traffic, accuracy, escalation, simulated cost."""
+    lines = [
+        "Speculative candidates (validation split; ratios to the fp32 distilled model; simulated SpecEdge cost "
+        "per input, mean over " + "/".join(links) + ")",
+        f"  {'':<2}{'candidate':<19} {'backend':<11} {'bytes':>6} {'traffic':>7} {'val acc':>8} {'escalates':>9} "
+        f"{'energy mJ':>10} {'latency ms':>10}",
+    ]
+    for row in rows:
+        simulated = row["simulated"] or {}
+        energy = np.mean([v["energy_mj"] for v in simulated.values()]) if simulated else float("nan")
+        latency = np.mean([v["latency_ms"] for v in simulated.values()]) if simulated else float("nan")
+        escalates = row["val_escalation_rate"]
+        lines.append(
+            f"  {'*' if row['chosen'] else ' ':<2}{row['name']:<19} {row['backend']:<11} {row['bytes_ratio']:>6.3f} "
+            f"{row['traffic_ratio']:>7.3f} {_pct(row['val_accuracy']):>8} "
+            f"{'-' if escalates is None else _pct(escalates):>9} {energy:>10.3f} {latency:>10.3f}"
+        )
+    lines.append("  * runs on the device: least simulated energy, then latency")
+    return lines
+
+
 def format_report(report: DemoReport) -> str:
     """The demo's table, as printed by ``specedge demo``."""
     spec = report.run(SPECEDGE)
@@ -211,10 +238,15 @@ def format_report(report: DemoReport) -> str:
         f"SpecEdge demo: {report.dataset['name']}, {n} test inputs",
         "",
         "Models (test accuracy computed in one batch)",
-        f"  {'role':<12} {'architecture':<24} {'params':>10} {'MACs':>12} {'accuracy':>9}",
+        f"  {'role':<12} {'architecture':<34} {'params':>10} {'MACs':>12} {'accuracy':>9}",
     ]
     for m in report.models:
-        lines.append(f"  {m.role:<12} {m.architecture:<24} {m.params:>10,} {m.macs:>12,} {_pct(m.test_accuracy):>9}")
+        lines.append(f"  {m.role:<12} {m.architecture:<34} {m.params:>10,} {m.macs:>12,} {_pct(m.test_accuracy):>9}")
+    backends = ", ".join(f"{role} on {b['backend']} ({b['reason']})" for role, b in report.backends.items())
+    lines.append(f"  device backends: {backends}")
+    if len(report.candidates) > 1:
+        links = [e.link for e in report.evaluations]
+        lines += ["", *candidate_lines(report.candidates, links), ""]
     d, t = report.detector, report.detector_test
     lines += [
         f"  detector: {d.describe()}",

@@ -33,6 +33,7 @@ import torch
 from specedge.cloud.process import CloudServerProcess, read_request_log
 from specedge.compression import distill
 from specedge.data import Dataset, DatasetSplits, load_dataset
+from specedge.demo.candidates import Candidate, build_candidates, choose_candidate, evaluate_candidate, on_device
 from specedge.demo.report import DemoReport, ModelSummary, StrategyRun
 from specedge.detector import MisspeculationDetector, ModelOutputs, check_target
 from specedge.detector.audit import AgreementAudit
@@ -94,7 +95,8 @@ class DemoConfig:
     links: tuple[str, ...] = ("3g", "lte", "wifi")
     device: str = "tegra-k1"
     fps: float = DEFAULT_FPS
-    device_threads: int = 1  # torch threads of the edge runs (training uses all cores)
+    device_threads: int = 1  # threads of the edge runs (training uses all cores)
+    compress: bool = True  # also try SIEVE and int8 variants of the speculative model
     plots: bool = True
     show_progress: bool = True
 
@@ -175,8 +177,8 @@ def _write_records(path: Path, runs: list[StrategyRun], labels: np.ndarray) -> N
 def _run_strategies(
     config: DemoConfig,
     *,
-    master: ImageClassifier,
-    speculative: ImageClassifier,
+    master: Candidate,
+    speculative: Candidate,
     detector: MisspeculationDetector,
     audit: AgreementAudit | None,
     client: CloudClient,
@@ -186,10 +188,17 @@ def _run_strategies(
     plans = [
         (
             "SpecEdge",
-            EdgeRuntime(mode=Mode.SPECULATE, local_model=speculative, detector=detector, cloud=client, audit=audit),
+            EdgeRuntime(
+                mode=Mode.SPECULATE,
+                local_model=speculative.runner,
+                local_model_id=speculative.label,
+                detector=detector,
+                cloud=client,
+                audit=audit,
+            ),
         ),
         ("cloud-only", EdgeRuntime(mode=Mode.CLOUD, cloud=client)),
-        ("mobile-only", EdgeRuntime(mode=Mode.LOCAL, local_model=master)),
+        ("mobile-only", EdgeRuntime(mode=Mode.LOCAL, local_model=master.runner, local_model_id=master.label)),
     ]
     runs = []
     for strategy, runtime in plans:
@@ -261,7 +270,8 @@ def _serve_and_run(
     config: DemoConfig,
     *,
     master: _Model,
-    speculative: _Model,
+    master_device: Candidate,
+    speculative: Candidate,
     detector: MisspeculationDetector,
     audit: AgreementAudit | None,
     test: Dataset,
@@ -278,8 +288,8 @@ def _serve_and_run(
             with CloudClient(server.target, model_name=master.name) as client:
                 runs = _run_strategies(
                     config,
-                    master=master.classifier,
-                    speculative=speculative.classifier,
+                    master=master_device,
+                    speculative=speculative,
                     detector=detector,
                     audit=audit,
                     client=client,
@@ -296,7 +306,7 @@ def _simulate(
     *,
     test: Dataset,
     master: _Model,
-    speculative: _Model,
+    speculative: Candidate,
     detector: MisspeculationDetector,
 ) -> dict[str, list[SystemEvaluation]]:
     """The measured records replayed on each link by the simulator, per selector objective."""
@@ -309,10 +319,11 @@ def _simulate(
         labels=test.labels,
         images=test.images,
         device=config.device,
-        speculative_model=speculative.classifier,
+        speculative_model=speculative.structure,
         master_model=master.classifier,
         escalation_probability=detector.escalation_rate_,
         audit_share=config.audit_share,
+        speculative_widths=speculative.widths,
     )
     arrivals = constant_rate_arrivals(len(test), rate_hz=config.fps)
     return {
@@ -322,6 +333,47 @@ def _simulate(
         ]
         for objective in ("energy", "latency")
     }
+
+
+def _speculative(
+    config: DemoConfig, splits: DatasetSplits, master: _Model, distilled: Path, log: Log
+) -> tuple[Candidate, list[Candidate]]:
+    """The speculative model the device runs, chosen among the distilled one and its compressed variants."""
+    candidates = build_candidates(
+        distilled,
+        splits,
+        out=config.out_dir / "models" / "compressed",
+        compressed=config.compress and config.detector_file is None,  # a given detector fits one model only
+        threads=config.device_threads,
+        log=log,
+    )
+    for candidate in candidates:
+        validation = ModelOutputs(candidate.val.logits, master.val.predictions, splits.val.labels)
+        evaluate_candidate(
+            candidate,
+            _detector(config, validation),
+            master=master.classifier,
+            master_val=master.val,
+            splits=splits,
+            device=config.device,
+            links=config.links,
+            fps=config.fps,
+        )
+    chosen = choose_candidate(candidates)
+    if len(candidates) > 1:
+        log(f"speculative model on the device: {chosen.name} (least simulated energy of {len(candidates)} candidates)")
+    return chosen, candidates
+
+
+def _summary(chosen: Candidate) -> ModelSummary:
+    profile = profile_classifier(chosen.structure)
+    return ModelSummary(
+        role="speculative",
+        architecture=chosen.label,
+        params=profile.total_params,
+        macs=profile.total_macs,
+        test_accuracy=chosen.test.accuracy,
+    )
 
 
 def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
@@ -335,10 +387,10 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         show_progress=config.show_progress,
     )
     log(f"dataset {splits.name}: {len(splits.train)} train / {len(splits.val)} validation / {len(splits.test)} test")
-    master, speculative = _models(config, splits, log)
-
-    validation = ModelOutputs(speculative.val.logits, master.val.predictions, splits.val.labels)
-    detector = _detector(config, validation)
+    master, distilled = _models(config, splits, log)
+    chosen, candidates = _speculative(config, splits, master, distilled.path, log)
+    detector = chosen.detector
+    assert detector is not None
     write_detectors(out / "detector.json", [detector])
     log(f"detector: {detector.describe()}; escalates {detector.escalation_rate_:.2%} of validation inputs")
     audit = (
@@ -346,18 +398,29 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         if config.audit_share > 0
         else None
     )
+    master_device = on_device("master", load_artifact(master.path), splits, config.device_threads)
+    log(f"master on the device (mobile-only) runs on {master_device.backend.backend}: {master_device.backend.reason}")
 
     test = splits.test if config.limit is None else splits.test.subset(np.arange(min(config.limit, len(splits.test))))
     n = len(test)
     runs, server_ids = _serve_and_run(
-        config, master=master, speculative=speculative, detector=detector, audit=audit, test=test, log=log
+        config,
+        master=master,
+        master_device=master_device,
+        speculative=chosen,
+        detector=detector,
+        audit=audit,
+        test=test,
+        log=log,
     )
-    simulated = _simulate(config, runs, test=test, master=master, speculative=speculative, detector=detector)
+    simulated = _simulate(config, runs, test=test, master=master, speculative=chosen, detector=detector)
 
-    test_outputs = ModelOutputs(speculative.test.logits[:n], master.test.predictions[:n], test.labels)
+    test_outputs = ModelOutputs(chosen.test.logits[:n], master.test.predictions[:n], test.labels)
     report = DemoReport(
         dataset=splits.describe(),
-        models=[master.summary("master"), speculative.summary("speculative")],
+        models=[master.summary("master"), _summary(chosen)],
+        candidates=[c.row(c is chosen) for c in candidates],
+        backends={"speculative": chosen.backend.to_dict(), "master": master_device.backend.to_dict()},
         detector=detector,
         detector_test=evaluate_detector(detector, test_outputs),
         audit=None if audit is None else audit.status(),

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from specedge.backends import ModelRunner, TorchRunner
 from specedge.detector import MisspeculationDetector, probability_from_score, score_logits
 from specedge.detector.audit import AgreementAudit, RecalibrationBuffer
 from specedge.edge.cloud_client import CloudClient, CloudResponse
@@ -101,7 +102,8 @@ class EdgeRuntime:
         self,
         *,
         mode: Mode,
-        local_model: ImageClassifier | None = None,
+        local_model: ModelRunner | ImageClassifier | None = None,
+        local_model_id: str | None = None,
         detector: MisspeculationDetector | None = None,
         cloud: CloudClient | None = None,
         audit: AgreementAudit | None = None,
@@ -124,7 +126,10 @@ class EdgeRuntime:
         if recalibration is not None and audit is None:
             raise ConfigError("re-calibration starts on the audit's drift alarm; give an audit too")
         self.mode = mode
-        self.local_model = local_model.eval() if local_model is not None else None
+        if isinstance(local_model, ImageClassifier):
+            local_model_id = local_model_id or local_model.spec.label
+            local_model = TorchRunner(local_model, threads=torch.get_num_threads())
+        self.local_model: ModelRunner | None = local_model
         self.detector = detector
         self.cloud = cloud
         self.audit = audit
@@ -133,7 +138,7 @@ class EdgeRuntime:
         self.recalibrations = 0
         self._clock_ns = clock_ns
         self._epoch_ns = clock_ns()
-        self.local_model_id = None if local_model is None else local_model.spec.label
+        self.local_model_id = None if local_model is None else (local_model_id or local_model.backend)
 
     def warm_up(self, image: np.ndarray) -> None:
         """Run the local model once and check the cloud is ready, so first-call costs stay out of records."""
@@ -146,11 +151,10 @@ class EdgeRuntime:
         """Where an input starts: the cost-based selector replaces this with a per-input decision."""
         return Route.CLOUD if self.mode is Mode.CLOUD else Route.LOCAL
 
-    @torch.inference_mode()
     def _run_local(self, image: np.ndarray) -> np.ndarray:
-        """Logits ``(1, K)`` of the local model for one image."""
+        """Logits ``(1, K)`` of the local model for one image, on its device backend."""
         assert self.local_model is not None
-        logits: np.ndarray = self.local_model(torch.from_numpy(image[None])).double().numpy()
+        logits: np.ndarray = self.local_model.logits(image[None]).astype(np.float64)
         return logits
 
     def _judge(self, logits: np.ndarray) -> tuple[int, float, bool]:
