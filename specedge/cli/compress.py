@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     print("variant            (ratios to fp32; accuracy normalised to the master's; agreement with the master)")
     for variant in saved:
         print(_row(variant))
+    kept = json.loads((saved[0].path / "manifest.json").read_text())["compression"].get("kept_fp32") or []
+    if kept:
+        listed = ", ".join(f"{k['module']} ({k['type']})" for k in kept)
+        print(f"kept fp32 (layer kinds the SIEVE search does not handle): {listed}")
     return 0
 
 

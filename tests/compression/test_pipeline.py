@@ -117,3 +117,38 @@ def test_eval_and_profile_show_the_tradeoff_of_an_int8_variant(compressed, capsy
     assert "(int8)" in out and "on onnxruntime" in out and "memory traffic per inference" in out
     assert main(["profile", "--model", path]) == 0
     assert "stored as a compressed variant" in capsys.readouterr().out
+
+
+def test_a_corrupted_variant_is_one_clear_cli_error(compressed, tmp_path, capsys):
+    import shutil
+
+    *_, variants = compressed
+    broken = tmp_path / "broken"
+    shutil.copytree(variants["sieve-accurate"].path, broken)
+    blob = bytearray((broken / "weights.sieve").read_bytes())
+    blob[0] ^= 0xFF
+    (broken / "weights.sieve").write_bytes(bytes(blob))
+    assert main(["eval", "--model", str(broken), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt or modified" in err[0] and "Traceback" not in err[0]
+
+
+def test_layers_the_search_does_not_handle_stay_fp32_and_are_reported(tmp_path):
+    import dataclasses
+
+    from specedge.data import load_dataset
+    from specedge.models import build_classifier
+
+    splits = load_dataset("digits")
+    master = build_classifier("resnet8", num_classes=10, image_shape=splits.image_shape)  # BatchNorm inside
+    # label a few images with the untrained model's own answers: a baseline the search can normalise by
+    small = {name: getattr(splits, name).subset(np.arange(24)) for name in ("val", "test")}
+    for name, split in small.items():
+        small[name] = dataclasses.replace(split, labels=predict_logits(master, split.images).argmax(axis=1))
+    splits = dataclasses.replace(splits, **small)
+    source = load_artifact(save_artifact(tmp_path / "resnet", master, dataset=splits.describe(), metrics={}))
+    (variant,) = compress(source, splits, method="sieve", variants=("exact",), out=tmp_path / "out")
+    kept = json.loads((variant.path / "manifest.json").read_text())["compression"]["kept_fp32"]
+    assert {k["type"] for k in kept} == {"Preprocess", "BatchNorm2d"}
+    state = load_artifact(variant.path).manifest["weights"]["tensors"]
+    assert all(entry["format"] is None for entry in state if ".bn" in entry["name"] or "norm" in entry["name"])
