@@ -112,6 +112,8 @@ def _batched(
     run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int, num_classes: int
 ) -> np.ndarray:
     """``run`` over consecutive slices of at most ``batch_size`` images, concatenated."""
+    if 0 < len(images) <= batch_size:  # a device's usual single frame: no copy, no concatenation
+        return run(images)
     parts = [run(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
     return np.concatenate(parts) if parts else np.empty((0, num_classes), dtype=np.float32)
 
