@@ -8,6 +8,7 @@ artifact (an int8 one runs on ONNX Runtime only).
 
 from specedge.backends.artifacts import runner_for
 from specedge.backends.export import ONNX_OPSET, export_onnx
+from specedge.backends.pair import PairRunner
 from specedge.backends.runners import ModelRunner, OnnxRunner, TorchRunner
 from specedge.backends.selection import (
     BACKENDS,
@@ -24,6 +25,7 @@ __all__ = [
     "BackendChoice",
     "ModelRunner",
     "OnnxRunner",
+    "PairRunner",
     "Parity",
     "TorchRunner",
     "choose_backend",

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from specedge.backends import ModelRunner, TorchRunner
+from specedge.backends import ModelRunner, PairRunner, TorchRunner
 from specedge.detector import MisspeculationDetector, probability_from_score, score_logits
 from specedge.detector.audit import AgreementAudit, RecalibrationBuffer
 from specedge.edge.cloud_client import CloudClient, CloudResponse
@@ -126,6 +126,8 @@ class EdgeRuntime:
         if recalibration is not None and audit is None:
             raise ConfigError("re-calibration starts on the audit's drift alarm; give an audit too")
         self.mode = mode
+        if isinstance(local_model, PairRunner) and detector is None:
+            raise ConfigError("a minion pair needs the pair detector to choose its answer (policy 'pair')")
         if isinstance(local_model, ImageClassifier):
             local_model_id = local_model_id or local_model.spec.label
             local_model = TorchRunner(local_model, threads=torch.get_num_threads())

@@ -113,3 +113,39 @@ def test_bad_configuration_and_inputs(setup):
         runtime.classify(images[0].astype(np.float32), input_id="x")
     with pytest.raises(ConfigError, match="2 images but 1 ids"):
         runtime.run(images[:2], ids=["a"])
+
+
+def test_a_minion_pair_is_a_local_model_like_any_other(setup):
+    """Both minions run; the pair rule escalates where either is unsure or they disagree (thesis 5.2.3)."""
+    from specedge.backends import PairRunner, TorchRunner
+
+    master, speculative, client, _, images = setup
+    import copy
+
+    torch.manual_seed(1)
+    second = copy.deepcopy(speculative)  # a sibling that mostly agrees, so some answers are kept
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pair = PairRunner(TorchRunner(speculative), TorchRunner(second))
+    stacked = pair.logits(images)
+    assert stacked.shape == (len(images), 2, 10)
+    master_pred = predict_logits(master, images).argmax(1)
+    detector = MisspeculationDetector(policy="pair", quality="agreement", target=0.8, delta=None).fit(
+        stacked, master_pred
+    )
+    runtime = EdgeRuntime(
+        mode=Mode.SPECULATE, local_model=pair, local_model_id="minion pair", detector=detector, cloud=client
+    )
+    records = runtime.run(images, ids=[f"p/{i}" for i in range(len(images))])
+    assert [r.route is Route.ESCALATED for r in records] == detector.escalate(stacked).tolist()
+    kept = [r for r in records if r.route is not Route.ESCALATED]
+    assert kept and all(
+        r.prediction == p
+        for r, p in zip(
+            kept, detector.predict_speculative(stacked)[[r.route is not Route.ESCALATED for r in records]], strict=True
+        )
+    )
+    assert all(r.local_model == "minion pair" for r in records)
+    with pytest.raises(ConfigError, match="pair detector"):
+        EdgeRuntime(mode=Mode.LOCAL, local_model=pair)
