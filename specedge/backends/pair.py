@@ -24,7 +24,7 @@ class PairRunner:
             self._backend = f"{first.backend}+{second.backend}"
         else:
             self._backend = first.backend
-        shapes = {getattr(r, "image_shape", None) for r in (first, second)} - {None}
+        shapes = {str(getattr(r, "image_shape", None)) for r in (first, second)}
         if len(shapes) > 1:
             raise ConfigError(f"a minion pair must read the same images; got input shapes {sorted(shapes)}")
 
