@@ -43,6 +43,9 @@ class Setup:
 
 SETUPS = {
     "mnist": Setup("mnist", "mnist", ("lenet5", {}), ("lenet5", {"width": 0.25}), TrainConfig(epochs=15, lr=2e-3)),
+    "fashion": Setup(
+        "fashion", "fashion-mnist", ("lenet5", {}), ("lenet5", {"width": 0.25}), TrainConfig(epochs=15, lr=2e-3)
+    ),
     "cifar10": Setup(
         "cifar10",
         "cifar10-jpeg",
@@ -97,7 +100,7 @@ def prepare(name: str, *, quick: bool, log: Any = print) -> Trained:
     master_path = folder / "master"
     if not (master_path / "manifest.json").exists():
         log(f"[{name}] training master {setup.master[0]} {setup.master[1]}")
-        model, result = train_new(setup.master[0], train_splits, config, **setup.master[1])
+        model, result = train_new(setup.master[0], train_splits, config, arch_options=setup.master[1])
         save_evaluated(master_path, model, splits, training={"config": config.to_dict(), **result.to_dict()})
     master = load_artifact(master_path).classifier
     paths = {}
@@ -111,7 +114,7 @@ def prepare(name: str, *, quick: bool, log: Any = print) -> Trained:
                 train_splits,
                 setup.speculative[0],
                 dataclasses.replace(config, seed=seed),
-                **setup.speculative[1],
+                arch_options=setup.speculative[1],
             )
             save_evaluated(path, student, splits, training={"config": config.to_dict(), **report.to_dict()})
         paths[role] = path

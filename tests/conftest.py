@@ -40,6 +40,6 @@ def digits_models():
     splits = load_dataset("digits")
     config = TrainConfig(epochs=4, lr=5e-3)
     torch.manual_seed(0)
-    master, _ = train_new("lenet5", splits, config, width=0.5)
-    speculative, _ = distill(master, splits, "lenet5", config, width=0.25)
+    master, _ = train_new("lenet5", splits, config, arch_options={"width": 0.5})
+    speculative, _ = distill(master, splits, "lenet5", config, arch_options={"width": 0.25})
     return splits, master, speculative

@@ -182,3 +182,65 @@ def test_real_entry_point_exit_codes_and_no_traceback(tmp_path):
     )
     assert result.returncode == 1
     _assert_one_line_error(result.stderr, "specedge eval: error:", "nothing-here")
+
+
+def test_train_that_does_not_learn_exits_1_with_one_line_and_saves_nothing(tmp_path, capsys):
+    out = tmp_path / "diverged"
+    argv = ["train", "--lr", "10000", "--epochs", "3", "--arch-opt", "width=0.25", "--out", str(out), "--quiet"]
+    code, stdout, err = _run(capsys, *argv)
+    assert code == 1 and stdout == ""
+    _assert_one_line_error(err, "specedge train: error: lenet5 did not learn in 3 attempts", "at lr 10000")
+    assert not out.exists()
+
+
+def test_train_that_recovers_says_so_and_records_the_restart(tmp_path, capsys):
+    out = tmp_path / "recovered"
+    argv = ["train", "--lr", "0.3", "--epochs", "3", "--arch-opt", "width=0.25", "--out", str(out), "--quiet"]
+    code, stdout, _ = _run(capsys, *argv)
+    assert code == 0 and "after 1 restart at lr 0.03" in stdout
+    training = json.loads((out / "manifest.json").read_text())["training"]
+    assert training["lr"] == pytest.approx(0.03) and len(training["restarts"]) == 1
+
+
+def test_mobilenet_alpha_option_through_train_and_distill(tmp_path, capsys):
+    """MobileNet's width ``alpha`` no longer collides with distillation's ``alpha`` (review item 9)."""
+    master, student = tmp_path / "master", tmp_path / "student"
+    mobile = ["--arch", "mobilenet_v1", "--arch-opt", "alpha=0.25", "--dataset", "digits", "--epochs", "5"]
+    code, _, err = _run(capsys, "train", *mobile, "--out", str(master), "--quiet")
+    assert code == 0, err
+    code, out, err = _run(capsys, "distill", "--master", str(master), *mobile, "--out", str(student), "--quiet")
+    assert code == 0 and "fewer MACs" in out, err
+    manifest = json.loads((student / "manifest.json").read_text())
+    assert manifest["spec"]["arch_kwargs"] == {"alpha": 0.25}
+    assert manifest["training"]["alpha"] == 0.7  # the distillation weight kept its default
+
+
+def test_training_flags_share_one_set_of_defaults():
+    from specedge.cli import build_parser
+    from specedge.training import DEFAULT_TRAIN_CONFIG
+
+    parser = build_parser()
+    for command in (["train", "--out", "x"], ["distill", "--master", "m", "--out", "x"]):
+        args = parser.parse_args(command)
+        assert (args.epochs, args.lr, args.augment, args.batch_size, args.patience, args.seed) == (
+            DEFAULT_TRAIN_CONFIG.epochs,
+            DEFAULT_TRAIN_CONFIG.lr,
+            DEFAULT_TRAIN_CONFIG.augment,
+            DEFAULT_TRAIN_CONFIG.batch_size,
+            DEFAULT_TRAIN_CONFIG.patience,
+            DEFAULT_TRAIN_CONFIG.seed,
+        )
+
+
+def test_demo_verdict_is_refused_when_a_model_is_at_chance():
+    from types import SimpleNamespace
+
+    from specedge.demo.report import ModelSummary, _verdict_refusal
+
+    master = ModelSummary(role="master", architecture="resnet20", params=1, macs=1, test_accuracy=0.098)
+    speculative = ModelSummary(role="speculative", architecture="lenet5", params=1, macs=1, test_accuracy=0.9)
+    report = SimpleNamespace(dataset={"num_classes": 10}, models=[master, speculative])
+    refusal = _verdict_refusal(report)
+    assert refusal.startswith("NO VERDICT: the master resnet20 scores 9.80% on test, at chance for 10 classes")
+    report.models = [speculative]
+    assert _verdict_refusal(report) is None

@@ -22,7 +22,7 @@ from specedge.compression import distill
 from specedge.compression.tradeoff import tradeoff_table
 from specedge.data import DatasetSplits, load_dataset
 from specedge.models import list_models, load_artifact
-from specedge.training import check_fits, evaluate_logits, save_evaluated, train_new
+from specedge.training import TrainResult, check_fits, evaluate_logits, save_evaluated, train_new
 
 __all__ = ["register"]
 
@@ -41,17 +41,34 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
+def _say_restarts(args: argparse.Namespace, result: TrainResult) -> None:
+    for reason in result.restarts:
+        _say(args, f"restarted: {reason}")
+
+
+def _restarted(result: TrainResult) -> str:
+    """``, after 1 restart at lr 0.0002``: a recovered run says so in its one-line summary."""
+    count = len(result.restarts)
+    return f", after {count} restart{'s' if count > 1 else ''} at lr {result.lr:g}" if count else ""
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     splits = _load(args)
     config = train_config(args)
     _say(args, f"training {args.arch} on {splits.name}: {len(splits.train)} train / {len(splits.val)} validation")
     model, result = train_new(
-        args.arch, splits, config, show_progress=not args.quiet, description=args.arch, **dict(args.arch_opt)
+        args.arch,
+        splits,
+        config,
+        arch_options=dict(args.arch_opt),
+        show_progress=not args.quiet,
+        description=args.arch,
     )
+    _say_restarts(args, result)
     out, val, test = save_evaluated(args.out, model, splits, training={"config": config.to_dict(), **result.to_dict()})
     print(
         f"{args.arch} on {splits.name}: validation {val.accuracy:.2%}, test {test.accuracy:.2%} "
-        f"(best epoch {result.best_epoch}); saved {out}"
+        f"(best epoch {result.best_epoch}{_restarted(result)}); saved {out}"
     )
     return 0
 
@@ -65,17 +82,18 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         splits,
         args.arch,
         config,
+        arch_options=dict(args.arch_opt),
         temperature=args.temperature,
         alpha=args.alpha,
         show_progress=not args.quiet,
-        **dict(args.arch_opt),
     )
+    _say_restarts(args, report.training)
     out, val, test = save_evaluated(
         args.out, student, splits, training={"config": config.to_dict(), **report.to_dict()}
     )
     print(
         f"speculative {args.arch}: validation {val.accuracy:.2%}, test {test.accuracy:.2%}, "
-        f"{report.mac_reduction:.1f}x fewer MACs than the master; saved {out}"
+        f"{report.mac_reduction:.1f}x fewer MACs than the master{_restarted(report.training)}; saved {out}"
     )
     return 0
 
@@ -114,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     train.add_argument("--arch", default="lenet5", help=f"architecture: {', '.join(list_models())} (default: lenet5)")
     add_options(train, "--arch-opt", what="architecture", example="width=0.5, alpha=0.25, rho=0.5")
     train.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact folder to write")
-    add_training(train, epochs=30)
+    add_training(train)
     add_common(train)
     train.set_defaults(func=_cmd_train)
 
@@ -130,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     dist.add_argument("--temperature", type=float, default=4.0, help="softmax temperature of the soft targets")
     dist.add_argument("--alpha", type=float, default=0.7, help="weight of the soft-target term in [0, 1]")
     dist.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact folder to write")
-    add_training(dist, epochs=30)
+    add_training(dist)
     add_common(dist)
     dist.set_defaults(func=_cmd_distill)
 

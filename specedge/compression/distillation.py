@@ -9,6 +9,7 @@ disagree, which is what the misspeculation detector exploits (thesis section 4.3
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,15 +89,22 @@ def distill(
     architecture: str,
     config: TrainConfig,
     *,
+    arch_options: Mapping[str, Any] | None = None,
+    input_size: int | None = None,
     temperature: float = 4.0,
     alpha: float = 0.7,
     show_progress: bool = False,
-    **arch_kwargs: Any,
 ) -> tuple[ImageClassifier, DistillationReport]:
-    """Train a ``architecture(**arch_kwargs)`` student on ``splits`` against ``master``.
+    """Train a ``architecture(**arch_options)`` student on ``splits`` against ``master``.
 
-    The student reuses the master's preprocessing (same normalisation statistics) and input
-    geometry, so both models read the same raw pixels.
+    The student reuses the master's preprocessing (same normalisation statistics) and raw input
+    geometry, so both models read the same raw pixels; ``input_size`` may resize them for the
+    student's backbone (default: as :func:`~specedge.models.build_classifier` chooses). The
+    options come as one mapping, so a student option may share a name with a parameter here,
+    such as MobileNet's ``alpha`` and the distillation weight ``alpha`` (foundation review item 9).
+
+    Raises:
+        TrainingError: the student did not learn (see :func:`specedge.training.fit`).
     """
     spec = master.spec
     check_fits(spec, splits, what="the master")
@@ -107,14 +115,15 @@ def distill(
         image_shape=spec.image_shape,
         mean=spec.mean,
         std=spec.std,
-        **arch_kwargs,
+        input_size=input_size,
+        arch_options=arch_options,
     )
     loss = distillation_loss(master, temperature=temperature, alpha=alpha)
     history = fit(student, splits, config, loss_fn=loss, show_progress=show_progress, description="distill")
     master_profile, student_profile = profile_classifier(master), profile_classifier(student)
     report = DistillationReport(
         architecture=architecture,
-        arch_kwargs=dict(arch_kwargs),
+        arch_kwargs=dict(student.spec.arch_kwargs),
         temperature=temperature,
         alpha=alpha,
         master_macs=master_profile.total_macs,

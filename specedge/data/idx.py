@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from specedge.data.dataset import Dataset, DatasetSplits
+from specedge.data.labels import check_labels
 from specedge.data.splits import check_seed, split_official
 from specedge.errors import DatasetError
 
@@ -154,7 +155,7 @@ def load_idx_folder(
         name: display name; defaults to the folder name.
         source: recorded source; defaults to the resolved folder path.
         class_names: one name per class; defaults to ``"0"`` .. ``"K-1"`` with ``K`` one past the
-            largest label.
+            largest label, once the labels pass :func:`~specedge.data.labels.check_labels`.
         seed: seed of the stratified validation draw.
     """
     seed = check_seed(seed)
@@ -162,8 +163,11 @@ def load_idx_folder(
     files = find_idx_files(folder)
     train = _read_split(files["train_images"], files["train_labels"])
     test = _read_split(files["test_images"], files["test_labels"])
+    num_classes = check_labels(
+        {str(files["train_labels"]): train.labels, str(files["test_labels"]): test.labels},
+        num_classes=None if class_names is None else len(class_names),
+    )
     if class_names is None:
-        num_classes = int(max(train.labels.max(initial=0), test.labels.max(initial=0))) + 1
         class_names = tuple(str(k) for k in range(num_classes))
     return split_official(
         name=name or folder.name,

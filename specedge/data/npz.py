@@ -20,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from specedge.data.dataset import Dataset, DatasetSplits
+from specedge.data.labels import check_labels
 from specedge.data.splits import check_seed, split_official
 from specedge.errors import DatasetError
 
@@ -111,14 +112,20 @@ def _labels(y: np.ndarray, key: str, path: Path, n_images: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _class_names(arrays: dict[str, np.ndarray], path: Path, labels: list[np.ndarray]) -> tuple[str, ...]:
-    """The archive's ``class_names``, or ``"0"`` .. ``"K-1"`` with ``K`` one past the largest label."""
+def _class_names(arrays: dict[str, np.ndarray], path: Path, labels: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """The archive's ``class_names``, or ``"0"`` .. ``"K-1"`` with ``K`` one past the largest label.
+
+    Either way the labels are checked against the class count (:func:`~specedge.data.labels.check_labels`).
+    """
+    sources = {f"{path}: {key}": y for key, y in labels.items()}
     names = arrays.get("class_names")
     if names is None:
-        num_classes = int(max(y.max(initial=0) for y in labels)) + 1
+        hint = " If those labels are real classes, declare every class with a class_names array."
+        num_classes = check_labels(sources, num_classes=None, hint=hint)
         return tuple(str(k) for k in range(num_classes))
     if names.ndim != 1 or names.dtype.kind not in "US":
         raise DatasetError(f"{path}: class_names is {names.dtype} {names.shape}; expected a 1-D string array")
+    check_labels(sources, num_classes=len(names))
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
 
 
@@ -151,7 +158,7 @@ def load_npz(
     return split_official(
         name=name or path.stem,
         source=source or str(path),
-        class_names=_class_names(arrays, path, [y_train, y_test]),
+        class_names=_class_names(arrays, path, {"y_train": y_train, "y_test": y_test}),
         train=Dataset(x_train, y_train),
         test=Dataset(x_test, y_test),
         seed=seed,

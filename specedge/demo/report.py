@@ -19,6 +19,7 @@ from specedge.detector.report import DetectorEvaluation
 from specedge.edge.runtime import InferenceRecord, Route
 from specedge.simulator.report import evaluation_row, verdict
 from specedge.simulator.system import SystemEvaluation
+from specedge.training import chance_threshold
 
 __all__ = ["DemoReport", "ModelSummary", "StrategyRun", "candidate_lines", "format_report"]
 
@@ -226,6 +227,25 @@ def candidate_lines(rows: list[dict[str, Any]], links: Sequence[str]) -> list[st
     return lines
 
 
+def _verdict_refusal(report: DemoReport) -> str | None:
+    """Why no verdict can be given: a model at chance makes every comparison meaningless, or None.
+
+    The review saw a master left at chance and the demo still printed "SpecEdge beats both
+    baselines" (foundation review, "Silent training failure"); a user's own artifact can be at
+    chance too, so the check is made here, not only where the demo trains.
+    """
+    num_classes = int(report.dataset["num_classes"])
+    threshold = chance_threshold(num_classes)
+    at_chance = [m for m in report.models if num_classes > 1 and m.test_accuracy <= threshold]
+    if not at_chance:
+        return None
+    models = "; ".join(f"the {m.role} {m.architecture} scores {_pct(m.test_accuracy)}" for m in at_chance)
+    return (
+        f"NO VERDICT: {models} on test, at chance for {num_classes} classes (<= {_pct(threshold)}); "
+        "comparing strategies built on it would mean nothing. Retrain it (specedge train) and run again."
+    )
+
+
 def format_report(report: DemoReport) -> str:
     """The demo's table, as printed by ``specedge demo``."""
     spec = report.run(SPECEDGE)
@@ -282,6 +302,10 @@ def format_report(report: DemoReport) -> str:
             f"{np.percentile(lat, 95):>9.3f} {len(run.cloud_ids):>12}"
         )
     lines += ["", *_simulated_lines(report), "", "Verdict"]
-    lines += [f"  {line}" for evaluation in report.evaluations for line in verdict(evaluation).splitlines()]
+    refusal = _verdict_refusal(report)
+    if refusal is not None:
+        lines.append(f"  {refusal}")
+    else:
+        lines += [f"  {line}" for evaluation in report.evaluations for line in verdict(evaluation).splitlines()]
     lines += ["", f"records, request log, report.json and plots: {report.out_dir}"]
     return "\n".join(lines)

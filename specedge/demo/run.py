@@ -245,7 +245,7 @@ def _models(config: DemoConfig, splits: DatasetSplits, log: Log) -> tuple[_Model
             config.train,
             show_progress=config.show_progress,
             description="master",
-            **config.master_kwargs,
+            arch_options=config.master_kwargs,
         )
         log(f"  best validation accuracy {trained.best_val_accuracy:.2%} at epoch {trained.best_epoch}")
         training = {"config": config.train.to_dict(), **trained.to_dict()}
@@ -259,7 +259,7 @@ def _models(config: DemoConfig, splits: DatasetSplits, log: Log) -> tuple[_Model
         config.speculative_arch,
         config.train,
         show_progress=config.show_progress,
-        **config.speculative_kwargs,
+        arch_options=config.speculative_kwargs,
     )
     log(f"  {distilled.mac_reduction:.1f}x fewer MACs than the master")
     training = {"config": config.train.to_dict(), **distilled.to_dict()}

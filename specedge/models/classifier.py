@@ -8,6 +8,7 @@ the model (``specedge.models.artifact``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +20,9 @@ from specedge.errors import ArtifactError, ConfigError
 from specedge.models import registry
 
 __all__ = ["ClassifierSpec", "ImageClassifier", "Preprocess", "build_classifier"]
+
+#: Backbone arguments the classifier derives from the data; never architecture options.
+_DERIVED = ("num_classes", "in_channels", "input_size")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ class ImageClassifier(nn.Module):
     def __init__(self, spec: ClassifierSpec) -> None:
         super().__init__()
         self.spec = spec
+        derived = [name for name in _DERIVED if name in spec.arch_kwargs]
+        if derived:
+            raise ConfigError(
+                f"{', '.join(derived)} cannot be an option of {spec.architecture!r}: the classifier derives it "
+                "from the images and classes"
+            )
         self.preprocess = Preprocess(spec.input_size, spec.mean, spec.std)
         self.backbone = registry.get_model(
             spec.architecture,
@@ -120,6 +130,7 @@ def build_classifier(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     input_size: int | None = None,
+    arch_options: Mapping[str, Any] | None = None,
     **arch_kwargs: Any,
 ) -> ImageClassifier:
     """Build an untrained classifier for images of ``image_shape``.
@@ -127,6 +138,9 @@ def build_classifier(
     The backbone runs at the image's own size when the architecture accepts it, otherwise at
     the architecture's default size (e.g. 8x8 scikit-learn digits are upsampled to 28x28 for
     LeNet-5). Pass ``input_size`` to choose explicitly. ``mean``/``std`` default to 0.5.
+    Architecture options come as keywords (``width=0.5``) or, where their names are not known
+    in advance (the CLI's ``--arch-opt``), as one ``arch_options`` mapping that cannot collide
+    with this function's own parameters (foundation review item 9).
     """
     entry = registry.model_entry(architecture)
     channels, height, width = image_shape
@@ -148,6 +162,6 @@ def build_classifier(
         input_size=input_size,
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
-        arch_kwargs=dict(arch_kwargs),
+        arch_kwargs={**(arch_options or {}), **arch_kwargs},
     )
     return ImageClassifier(spec)

@@ -14,6 +14,7 @@ with :func:`import_plugin` (CLI: ``--plugin your.module``) or advertised through
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -114,13 +115,34 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_model(name: str, *, num_classes: int, in_channels: int, input_size: int, **kwargs: Any) -> nn.Module:
-    """Build the backbone ``name``; bad keyword arguments become a :class:`ConfigError`."""
+def get_model(name: str, /, *, num_classes: int, in_channels: int, input_size: int, **kwargs: Any) -> nn.Module:
+    """Build the backbone ``name``; options the builder does not take become a :class:`ConfigError`.
+
+    Only the call's binding is checked (unknown or missing keywords): a ``TypeError`` raised
+    inside the builder is a bug and propagates unchanged (foundation review item 8). ``name`` is
+    positional-only, so an architecture may have an option called ``name``.
+    """
     entry = model_entry(name)
+    arguments = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size, **kwargs}
+    signature = inspect.signature(entry.builder)
     try:
-        return entry.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kwargs)
+        signature.bind(**arguments)
     except TypeError as exc:
-        raise ConfigError(f"cannot build {name!r} with options {kwargs}: {exc}") from exc
+        raise ConfigError(
+            f"cannot build {name!r} with options {kwargs}: {exc}; its options are: {_options(signature)}"
+        ) from exc
+    return entry.builder(**arguments)
+
+
+def _options(signature: inspect.Signature) -> str:
+    """``width=1.0, ...``: a builder's parameters beyond those every builder takes."""
+    common = ("num_classes", "in_channels", "input_size")
+    options = [
+        p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+        for p in signature.parameters.values()
+        if p.name not in common and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return ", ".join(options) or "none"
 
 
 def import_plugin(module: str) -> None:

@@ -2,13 +2,27 @@
 
 from specedge.training.evaluate import EvalResult, evaluate, evaluate_logits, predict_logits, softmax
 from specedge.training.recipes import check_fits, save_evaluated, train_new
-from specedge.training.trainer import EpochStats, TrainConfig, TrainResult, channel_stats, fit
+from specedge.training.trainer import (
+    DEFAULT_TRAIN_CONFIG,
+    EpochStats,
+    TrainConfig,
+    TrainingError,
+    TrainResult,
+    at_chance,
+    chance_threshold,
+    channel_stats,
+    fit,
+)
 
 __all__ = [
+    "DEFAULT_TRAIN_CONFIG",
     "EpochStats",
     "EvalResult",
     "TrainConfig",
     "TrainResult",
+    "TrainingError",
+    "at_chance",
+    "chance_threshold",
     "channel_stats",
     "check_fits",
     "evaluate",

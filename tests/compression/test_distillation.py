@@ -47,7 +47,7 @@ def test_distill_derives_a_smaller_model_that_shares_preprocessing():
     torch.manual_seed(0)
     master = build_classifier("lenet5", num_classes=10, image_shape=splits.image_shape, mean=mean, std=std)
     fit(master, splits, TrainConfig(epochs=3, lr=5e-3))
-    student, report = distill(master, splits, "lenet5", TrainConfig(epochs=3, lr=5e-3), width=0.25)
+    student, report = distill(master, splits, "lenet5", TrainConfig(epochs=3, lr=5e-3), arch_options={"width": 0.25})
     assert report.student_macs < report.master_macs and report.mac_reduction > 5
     assert student.spec.mean == master.spec.mean and student.spec.input_size == master.spec.input_size
     assert report.training.best_val_accuracy > 0.5

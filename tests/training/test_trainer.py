@@ -41,9 +41,9 @@ def test_training_is_deterministic_for_a_seed(digits):
 
 def test_early_stopping_stops_when_validation_stalls(digits):
     model = _model(digits)
-    result = fit(model, digits, TrainConfig(epochs=20, lr=1e-9, patience=2))
+    result = fit(model, digits, TrainConfig(epochs=40, lr=5e-3, patience=2))
     assert result.stopped_early
-    assert len(result.history) == result.best_epoch + 2
+    assert len(result.history) == result.best_epoch + 2 < 40
 
 
 @pytest.mark.parametrize(
