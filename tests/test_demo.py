@@ -242,3 +242,31 @@ def test_no_compress_keeps_the_distilled_model(demo_run, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert [c["name"] for c in report["candidates"]] == ["distilled"]
     assert not (out / "models" / "compressed").exists()
+
+
+def test_a_minion_pair_runs_on_the_device(demo_run, tmp_path):
+    """--local minion-pair: a second minion is distilled, both run, the pair rule decides (thesis 5.2)."""
+    trained, *_ = demo_run
+    out = tmp_path / "pair"
+    result = _demo(
+        out,
+        "--master-model",
+        str(trained / "models" / "master"),
+        "--speculative-model",
+        str(trained / "models" / "speculative"),
+        "--local",
+        "minion-pair",
+        "--limit",
+        "30",
+        "--no-plots",
+        "--target",
+        "0.9",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [c["name"] for c in report["candidates"]] == ["minion-pair"]
+    assert report["detector"]["params"]["policy"] == "pair"
+    assert (out / "models" / "minion-2" / "manifest.json").is_file()
+    with (out / "records.csv").open() as handle:
+        local = {r["local_model"] for r in csv.DictReader(handle) if r["strategy"] == "SpecEdge"}
+    assert local == {f"{report['models'][1]['architecture']}"}

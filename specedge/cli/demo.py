@@ -21,7 +21,7 @@ from specedge.cli._args import (
     unit_interval,
 )
 from specedge.demo import DEFAULT_SPECULATIVE_OPTIONS, DemoConfig, format_report, run_demo
-from specedge.demo.run import DEFAULT_FPS, DEFAULT_QUALITY, DEFAULT_TARGET, DEVICE_CHOICES
+from specedge.demo.run import DEFAULT_FPS, DEFAULT_QUALITY, DEFAULT_TARGET, DEVICE_CHOICES, LOCAL_MODELS
 from specedge.errors import ConfigError
 
 __all__ = ["register"]
@@ -54,6 +54,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         fps=args.fps,
         device_threads=args.device_threads,
         compress=not args.no_compress,
+        local=args.local,
         plots=not args.no_plots,
         show_progress=not args.quiet,
     )
@@ -120,12 +121,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="threads for the edge runs, as on a device answering one frame at a time (default: 1)",
     )
     demo.add_argument(
+        "--local",
+        choices=LOCAL_MODELS,
+        default="speculative",
+        help="what the device runs: the speculative model (and its compressed variants), or a minion pair: the "
+        "distilled model and a second one, with M&MNet's pair rule (default: speculative)",
+    )
+    demo.add_argument(
         "--no-compress",
         action="store_true",
         help="run the distilled speculative model as it is; by default its SIEVE custom-float and int8 variants "
         "are derived too and the device runs the one with the least simulated energy on validation",
     )
     demo.add_argument("--no-plots", action="store_true", help="skip confidence.png and costs.png")
-    add_training(demo, epochs=30, augment="shift", lr=5e-3)
+    add_training(demo)
     add_common(demo)
     demo.set_defaults(func=_cmd_demo)

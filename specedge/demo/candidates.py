@@ -10,6 +10,7 @@ per input (then latency) runs on the device; the table shows all of them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from specedge.backends import BackendChoice, ModelRunner, runner_for
+from specedge.backends import BackendChoice, ModelRunner, PairRunner, runner_for
 from specedge.compression.pipeline import SIEVE_VARIANTS, compress
 from specedge.data import DatasetSplits
 from specedge.detector import MisspeculationDetector, ModelOutputs
@@ -27,7 +28,7 @@ from specedge.simulator.system import evaluate_system
 from specedge.simulator.workloads import HOST_MEASURED, StoredWidths, workload_from_outputs
 from specedge.training import EvalResult, evaluate_logits
 
-__all__ = ["Candidate", "build_candidates", "choose_candidate", "evaluate_candidate", "on_device"]
+__all__ = ["Candidate", "build_candidates", "choose_candidate", "evaluate_candidate", "minion_pair", "on_device"]
 
 #: The simulator prices candidates analytically; a measured host time exists only after the live runs.
 _ANALYTIC_HOST = "host-x86"
@@ -45,6 +46,22 @@ class Candidate:
     test: EvalResult
     detector: MisspeculationDetector | None = None
     simulated: dict[str, dict[str, float]] | None = None  # link -> SpecEdge energy_mj / latency_ms on validation
+    partner: Candidate | None = None  # the second minion of a pair (M&MNet); ``runner`` then runs both
+
+    @property
+    def val_logits(self) -> np.ndarray:
+        """``(N, K)``, or ``(N, 2, K)`` for a minion pair: what the detector reads."""
+        return self.val.logits if self.partner is None else np.stack([self.val.logits, self.partner.val.logits], 1)
+
+    @property
+    def test_logits(self) -> np.ndarray:
+        """Like :attr:`val_logits`, on the test split."""
+        return self.test.logits if self.partner is None else np.stack([self.test.logits, self.partner.test.logits], 1)
+
+    @property
+    def structures(self) -> ImageClassifier | list[ImageClassifier]:
+        """What the device model prices: one model, or both minions of a pair."""
+        return self.structure if self.partner is None else [self.structure, self.partner.structure]
 
     @property
     def structure(self) -> ImageClassifier:
@@ -138,14 +155,14 @@ def evaluate_candidate(
 ) -> None:
     """Attach ``detector`` and the simulated SpecEdge cost of the candidate's validation decisions per link."""
     candidate.detector = detector
-    outputs = ModelOutputs(candidate.val.logits, master_val.predictions, splits.val.labels)
+    outputs = ModelOutputs(candidate.val_logits, master_val.predictions, splits.val.labels)
     workload = workload_from_outputs(
         candidate.name,
         outputs=outputs,
         detector=detector,
         images=splits.val.images,
         device=_ANALYTIC_HOST if device == HOST_MEASURED else device,
-        speculative_model=candidate.structure,
+        speculative_model=candidate.structures,
         master_model=master,
         server_s=0.0,  # the same master serves every candidate: it cancels out of the comparison
         speculative_widths=candidate.widths,
@@ -155,6 +172,13 @@ def evaluate_candidate(
     for link in links:
         outcome = evaluate_system(workload, get_link_profile(link), arrival_s=arrivals, kind="realistic").speculating
         candidate.simulated[link] = {"energy_mj": outcome.energy_mj, "latency_ms": outcome.latency_ms}
+
+
+def minion_pair(first: Candidate, second: Candidate) -> Candidate:
+    """Two minions as one local model (M&MNet, thesis 5.2): both run, the pair detector decides."""
+    return dataclasses.replace(
+        first, name="minion-pair", runner=PairRunner(first.runner, second.runner), partner=second
+    )
 
 
 def choose_candidate(candidates: Sequence[Candidate]) -> Candidate:

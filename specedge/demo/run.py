@@ -21,6 +21,7 @@ Everything transient (the server process, its port file) is removed on exit, als
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,14 @@ import torch
 from specedge.cloud.process import CloudServerProcess, read_request_log
 from specedge.compression import distill
 from specedge.data import Dataset, DatasetSplits, load_dataset
-from specedge.demo.candidates import Candidate, build_candidates, choose_candidate, evaluate_candidate, on_device
+from specedge.demo.candidates import (
+    Candidate,
+    build_candidates,
+    choose_candidate,
+    evaluate_candidate,
+    minion_pair,
+    on_device,
+)
 from specedge.demo.report import DemoReport, ModelSummary, StrategyRun
 from specedge.detector import MisspeculationDetector, ModelOutputs, check_target
 from specedge.detector.audit import AgreementAudit
@@ -69,6 +77,9 @@ DEVICE_CHOICES = (*DEVICE_PROFILES, HOST_MEASURED)
 
 Log = Callable[[str], None]
 
+#: What the device runs: the speculative model (and its compressed variants) or a minion pair.
+LOCAL_MODELS = ("speculative", "minion-pair")
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -97,12 +108,15 @@ class DemoConfig:
     fps: float = DEFAULT_FPS
     device_threads: int = 1  # threads of the edge runs (training uses all cores)
     compress: bool = True  # also try SIEVE and int8 variants of the speculative model
+    local: str = "speculative"  # or "minion-pair": two distilled minions and the pair rule (M&MNet)
     plots: bool = True
     show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.detector_file is None:
             check_target(self.quality, self.target)
+        elif not self.detector_file.is_file():  # before any training, not after
+            raise ConfigError(f"detector file {self.detector_file} does not exist; write one with specedge calibrate")
         if not 0 <= self.audit_share <= 1:
             raise ConfigError(f"audit share must lie in [0, 1]; got {self.audit_share}")
         if self.device_threads < 1:
@@ -113,6 +127,10 @@ class DemoConfig:
             get_link_profile(name)
         if self.device not in (*DEVICE_PROFILES, HOST_MEASURED):
             raise ConfigError(f"unknown device {self.device!r}; expected one of: {', '.join(DEVICE_CHOICES)}")
+        if self.local not in LOCAL_MODELS:
+            raise ConfigError(f"unknown local model {self.local!r}; expected one of: {', '.join(LOCAL_MODELS)}")
+        if self.local == "minion-pair" and self.detector_file is not None:
+            raise ConfigError("--detector FILE holds a single-model detector; a minion pair calibrates its own")
         if not self.fps > 0:
             raise ConfigError(f"fps must be > 0 frames per second; got {self.fps}")
 
@@ -208,7 +226,12 @@ def _run_strategies(
     return runs
 
 
-def _detector(config: DemoConfig, validation: ModelOutputs) -> MisspeculationDetector:
+#: A minion pair learns its two per-minion offsets on this share of validation and certifies on the rest:
+#: two numbers need few inputs, and certifying 99% agreement needs ~300 (digits has 359).
+PAIR_LEARN_FRACTION = 0.1
+
+
+def _detector(config: DemoConfig, validation: ModelOutputs, *, policy: str | None = None) -> MisspeculationDetector:
     """The user's calibrated detector (matching the demo's policy and target if it has several), or a fresh one."""
     if config.detector_file is not None:
         detectors = read_detectors(config.detector_file)
@@ -224,7 +247,8 @@ def _detector(config: DemoConfig, validation: ModelOutputs) -> MisspeculationDet
             )
         return chosen
     return MisspeculationDetector(
-        policy=config.policy,
+        policy=policy or config.policy,
+        learn_fraction=PAIR_LEARN_FRACTION if policy == "pair" else 0.5,
         quality=config.quality,
         target=config.target,
         delta=config.delta,
@@ -247,6 +271,8 @@ def _models(config: DemoConfig, splits: DatasetSplits, log: Log) -> tuple[_Model
             description="master",
             arch_options=config.master_kwargs,
         )
+        for restart in trained.restarts:
+            log(f"  restarted: {restart}")
         log(f"  best validation accuracy {trained.best_val_accuracy:.2%} at epoch {trained.best_epoch}")
         training = {"config": config.train.to_dict(), **trained.to_dict()}
         master = _Model(classifier, *save_evaluated(out / "master", classifier, splits, training=training))
@@ -319,7 +345,7 @@ def _simulate(
         labels=test.labels,
         images=test.images,
         device=config.device,
-        speculative_model=speculative.structure,
+        speculative_model=speculative.structures,
         master_model=master.classifier,
         escalation_probability=detector.escalation_rate_,
         audit_share=config.audit_share,
@@ -339,6 +365,8 @@ def _speculative(
     config: DemoConfig, splits: DatasetSplits, master: _Model, distilled: Path, log: Log
 ) -> tuple[Candidate, list[Candidate]]:
     """The speculative model the device runs, chosen among the distilled one and its compressed variants."""
+    if config.local == "minion-pair":
+        return _minion_pair(config, splits, master, distilled, log)
     candidates = build_candidates(
         distilled,
         splits,
@@ -348,31 +376,65 @@ def _speculative(
         log=log,
     )
     for candidate in candidates:
-        validation = ModelOutputs(candidate.val.logits, master.val.predictions, splits.val.labels)
-        evaluate_candidate(
-            candidate,
-            _detector(config, validation),
-            master=master.classifier,
-            master_val=master.val,
-            splits=splits,
-            device=config.device,
-            links=config.links,
-            fps=config.fps,
-        )
+        _judge_candidate(config, splits, master, candidate)
     chosen = choose_candidate(candidates)
     if len(candidates) > 1:
         log(f"speculative model on the device: {chosen.name} (least simulated energy of {len(candidates)} candidates)")
     return chosen, candidates
 
 
+def _judge_candidate(config: DemoConfig, splits: DatasetSplits, master: _Model, candidate: Candidate) -> None:
+    """The candidate's own detector on validation and its simulated cost on every link."""
+    validation = ModelOutputs(candidate.val_logits, master.val.predictions, splits.val.labels)
+    evaluate_candidate(
+        candidate,
+        _detector(config, validation, policy="pair" if candidate.partner is not None else None),
+        master=master.classifier,
+        master_val=master.val,
+        splits=splits,
+        device=config.device,
+        links=config.links,
+        fps=config.fps,
+    )
+
+
+def _minion_pair(
+    config: DemoConfig, splits: DatasetSplits, master: _Model, first: Path, log: Log
+) -> tuple[Candidate, list[Candidate]]:
+    """M&MNet on the device: the distilled minion and a second one distilled with another seed (thesis 5.2)."""
+    second = config.out_dir / "models" / "minion-2"
+    if not (second / "manifest.json").is_file():
+        log(
+            f"distilling a second minion {config.speculative_arch} {config.speculative_kwargs} "
+            f"(seed {config.train.seed + 1})"
+        )
+        student, report = distill(
+            master.classifier,
+            splits,
+            config.speculative_arch,
+            dataclasses.replace(config.train, seed=config.train.seed + 1),
+            show_progress=config.show_progress,
+            arch_options=config.speculative_kwargs,
+        )
+        save_evaluated(second, student, splits, training={"config": config.train.to_dict(), **report.to_dict()})
+    threads = config.device_threads
+    pair = minion_pair(
+        on_device("minion-1", load_artifact(first), splits, threads),
+        on_device("minion-2", load_artifact(second), splits, threads),
+    )
+    _judge_candidate(config, splits, master, pair)
+    return pair, [pair]
+
+
 def _summary(chosen: Candidate) -> ModelSummary:
-    profile = profile_classifier(chosen.structure)
+    structures = chosen.structures if isinstance(chosen.structures, list) else [chosen.structures]
+    profiles = [profile_classifier(s) for s in structures]
     return ModelSummary(
         role="speculative",
         architecture=chosen.label,
-        params=profile.total_params,
-        macs=profile.total_macs,
-        test_accuracy=chosen.test.accuracy,
+        params=sum(p.total_params for p in profiles),
+        macs=sum(p.total_macs for p in profiles),
+        test_accuracy=chosen.test.accuracy,  # a pair: its first minion alone
     )
 
 
@@ -415,7 +477,7 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
     )
     simulated = _simulate(config, runs, test=test, master=master, speculative=chosen, detector=detector)
 
-    test_outputs = ModelOutputs(chosen.test.logits[:n], master.test.predictions[:n], test.labels)
+    test_outputs = ModelOutputs(chosen.test_logits[:n], master.test.predictions[:n], test.labels)
     report = DemoReport(
         dataset=splits.describe(),
         models=[master.summary("master"), _summary(chosen)],

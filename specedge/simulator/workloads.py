@@ -32,7 +32,14 @@ from specedge.simulator.measure import measure_classifier_s
 from specedge.simulator.system import LocalCost, Workload
 from specedge.simulator.wire import compressed_request_bytes, infer_message_sizes
 
-__all__ = ["HOST_MEASURED", "StoredWidths", "local_cost", "workload_from_outputs", "workload_from_records"]
+__all__ = [
+    "HOST_MEASURED",
+    "StoredWidths",
+    "local_cost",
+    "speculative_cost",
+    "workload_from_outputs",
+    "workload_from_records",
+]
 
 
 def _compressed(images: np.ndarray, raw_bytes: np.ndarray) -> np.ndarray:
@@ -116,6 +123,26 @@ def local_cost(
     return LocalCost(classifier.spec.label, cost.time_s, cost.energy_mj, device, "analytic roofline")
 
 
+def speculative_cost(
+    models: ImageClassifier | Sequence[ImageClassifier],
+    device: str,
+    *,
+    widths: StoredWidths | None = None,
+    images: np.ndarray | None = None,
+) -> LocalCost:
+    """The speculative side's compute: one model, or a minion pair whose two runs add up (thesis 5.2)."""
+    if isinstance(models, ImageClassifier):
+        return local_cost(models, device, widths=widths, images=images)
+    costs = [local_cost(model, device, images=images) for model in models]
+    return LocalCost(
+        " + ".join(c.model for c in costs),
+        sum(c.latency_s for c in costs),
+        sum(c.energy_mj for c in costs),
+        costs[0].device,
+        costs[0].method,
+    )
+
+
 def workload_from_records(
     name: str,
     *,
@@ -125,7 +152,7 @@ def workload_from_records(
     labels: np.ndarray | None,
     images: np.ndarray,
     device: str,
-    speculative_model: ImageClassifier,
+    speculative_model: ImageClassifier | Sequence[ImageClassifier],
     master_model: ImageClassifier,
     escalation_probability: float,
     audit_share: float,
@@ -148,10 +175,11 @@ def workload_from_records(
     if device == HOST_MEASURED:
         spec_us = [r.local_us for r in speculative if r.local_us is not None]
         master_us = [r.local_us for r in mobile_only if r.local_us is not None]
-        spec_cost = local_cost(speculative_model, device, measured_s=float(np.median(spec_us)) / 1e6)
+        first = speculative_model if isinstance(speculative_model, ImageClassifier) else speculative_model[0]
+        spec_cost = local_cost(first, device, measured_s=float(np.median(spec_us)) / 1e6)  # a pair's runs included
         master_cost = local_cost(master_model, device, measured_s=float(np.median(master_us)) / 1e6)
     else:
-        spec_cost = local_cost(speculative_model, device, widths=speculative_widths)
+        spec_cost = speculative_cost(speculative_model, device, widths=speculative_widths)
         master_cost = local_cost(master_model, device)
     return Workload(
         name=name,
@@ -179,7 +207,7 @@ def workload_from_outputs(
     detector: MisspeculationDetector,
     images: np.ndarray,
     device: str,
-    speculative_model: ImageClassifier,
+    speculative_model: ImageClassifier | Sequence[ImageClassifier],
     master_model: ImageClassifier,
     server_s: float,
     audit_share: float = 0.0,
@@ -211,7 +239,7 @@ def workload_from_outputs(
         compressed_request_bytes=_compressed(images, request_bytes),
         response_bytes=np.full(n, float(sizes.response_bytes)),
         server_s=np.full(n, server_s),
-        speculative=local_cost(speculative_model, device, widths=speculative_widths, images=images),
+        speculative=speculative_cost(speculative_model, device, widths=speculative_widths, images=images),
         master=local_cost(master_model, device, images=images),
         escalation_probability=detector.escalation_rate_,
         audit_share=audit_share,
