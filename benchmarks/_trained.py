@@ -44,7 +44,7 @@ class Setup:
 SETUPS = {
     "mnist": Setup("mnist", "mnist", ("lenet5", {}), ("lenet5", {"width": 0.25}), TrainConfig(epochs=15, lr=2e-3)),
     "fashion": Setup(
-        "fashion", "fashion-mnist", ("lenet5", {}), ("lenet5", {"width": 0.25}), TrainConfig(epochs=15, lr=2e-3)
+        "fashion", "fashion-mnist", ("lenet5", {}), ("lenet5", {"width": 0.25}), TrainConfig(epochs=8, lr=2e-3)
     ),
     "cifar10": Setup(
         "cifar10",

@@ -28,10 +28,9 @@ import torch
 from _trained import CACHE, prepare
 
 from specedge.compression.pipeline import compress
-from specedge.compression.pool import build_pool, pool_member, read_pool
+from specedge.compression.pool import build_pool, link_offload_costs, master_reference, pool_member, read_pool
 from specedge.models import load_artifact
-from specedge.pairing import MasterReference, analyse_minions, minions_report, offload_cost
-from specedge.simulator.wire import infer_message_sizes
+from specedge.pairing import analyse_minions, minions_report
 from specedge.training import TrainConfig
 
 DEVICE = "tegra-k1"
@@ -70,7 +69,7 @@ def run(name: str, *, quick: bool, log: Any) -> dict[str, Any]:
     folder = CACHE / (f"pool-{name}-quick" if quick else f"pool-{name}")
     if quick:  # the pool trains on the same slice as the quick master
         splits = dataclasses.replace(splits, train=splits.train.subset(np.arange(min(6000, len(splits.train)))))
-    config = TrainConfig(epochs=1 if quick else 4, lr=2e-3)
+    config = TrainConfig(epochs=1 if quick else 3, lr=2e-3)
     alphas, rhos = ((0.25, 0.5), (1.0, 0.75)) if quick else ((0.25, 0.5, 1.0), (1.0, 0.75))
     started = time.perf_counter()
     record = build_pool(trained.master, splits, folder, config=config, alphas=alphas, rhos=rhos, log=log)
@@ -78,17 +77,7 @@ def run(name: str, *, quick: bool, log: Any) -> dict[str, Any]:
     _, entries = read_pool(folder)
     members = [pool_member(e.name, Path(e.path), splits, device=DEVICE) for e in entries]
     master = pool_member("master", trained.master, splits, device=DEVICE)
-    reference = MasterReference(
-        name="master",
-        val_predictions=master.val_logits.argmax(axis=1),
-        test_predictions=master.test_logits.argmax(axis=1),
-        val_labels=splits.val.labels,
-        test_labels=splits.test.labels,
-        latency_s=master.latency_s,
-        energy_mj=master.energy_mj,
-    )
-    sizes = infer_message_sizes(splits.image_shape, splits.num_classes)
-    link_costs = {link: offload_cost(link, sizes.request_bytes, sizes.response_bytes) for link in LINKS}
+    reference, link_costs = master_reference(master, splits), link_offload_costs(LINKS, splits)
     singles = {"distilled": pool_member("single:distilled", trained.speculative, splits, device=DEVICE)}
     int8_dir = folder / "single-int8"
     if not (int8_dir / "int8" / "manifest.json").is_file():

@@ -17,24 +17,30 @@ from specedge.cli._args import (
     positive_int,
     train_config,
 )
-from specedge.compression.pool import DEFAULT_ALPHAS, DEFAULT_RHOS, METHODS, build_pool, pool_member, read_pool
+from specedge.compression.pool import (
+    DEFAULT_ALPHAS,
+    DEFAULT_RHOS,
+    METHODS,
+    build_pool,
+    link_offload_costs,
+    master_reference,
+    pool_member,
+    read_pool,
+)
 from specedge.data import DatasetSplits, load_dataset
 from specedge.errors import ConfigError
 from specedge.models import load_artifact
 from specedge.pairing import (
-    MasterReference,
     analyse_duo,
     analyse_minions,
     duo_markdown,
     duo_report,
     minions_markdown,
     minions_report,
-    offload_cost,
     write_duo,
     write_report,
 )
 from specedge.simulator.device import DEVICE_PROFILES
-from specedge.simulator.wire import infer_message_sizes
 
 __all__ = ["register"]
 
@@ -105,17 +111,7 @@ def _cmd_pair(args: argparse.Namespace) -> int:
     master = pool_member("master", master_path, splits, device=args.device, threads=args.device_threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.kind == "minions":
-        reference = MasterReference(
-            name="master",
-            val_predictions=master.val_logits.argmax(axis=1),
-            test_predictions=master.test_logits.argmax(axis=1),
-            val_labels=splits.val.labels,
-            test_labels=splits.test.labels,
-            latency_s=master.latency_s,
-            energy_mj=master.energy_mj,
-        )
-        sizes = infer_message_sizes(splits.image_shape, splits.num_classes)
-        link_costs = {link: offload_cost(link, sizes.request_bytes, sizes.response_bytes) for link in args.links}
+        reference, link_costs = master_reference(master, splits), link_offload_costs(args.links, splits)
         single = (
             None
             if args.single is None

@@ -26,7 +26,7 @@ from specedge.data import DatasetSplits
 from specedge.errors import ConfigError
 from specedge.models import ImageClassifier, build_classifier, load_artifact, model_entry
 from specedge.models.profiler import profile_classifier
-from specedge.pairing import PoolMember
+from specedge.pairing import MasterReference, PoolMember, offload_cost
 from specedge.simulator import get_link_profile
 from specedge.simulator.wire import infer_message_sizes
 from specedge.simulator.workloads import local_cost
@@ -40,6 +40,8 @@ __all__ = [
     "Candidate",
     "PoolEntry",
     "build_pool",
+    "link_offload_costs",
+    "master_reference",
     "offload_latency_s",
     "pool_member",
     "read_pool",
@@ -264,6 +266,25 @@ def pool_member(name: str, path: Path, splits: DatasetSplits, *, device: str, th
         macs=int(loaded.manifest.get("macs", 0)),
         params=int(loaded.manifest.get("params", 0)),
     )
+
+
+def master_reference(master: PoolMember, splits: DatasetSplits) -> MasterReference:
+    """The master's answers and its on-device cost, as the minion pairing compares against them."""
+    return MasterReference(
+        name=master.name,
+        val_predictions=master.val_logits.argmax(axis=1),
+        test_predictions=master.test_logits.argmax(axis=1),
+        val_labels=splits.val.labels,
+        test_labels=splits.test.labels,
+        latency_s=master.latency_s,
+        energy_mj=master.energy_mj,
+    )
+
+
+def link_offload_costs(links: Sequence[str], splits: DatasetSplits) -> dict[str, tuple[float, float]]:
+    """Per link, (latency s, energy mJ) of sending one of ``splits``' inputs to the master and back."""
+    sizes = infer_message_sizes(splits.image_shape, splits.num_classes)
+    return {link: offload_cost(link, sizes.request_bytes, sizes.response_bytes) for link in links}
 
 
 def read_pool(folder: Path) -> tuple[dict[str, Any], list[PoolEntry]]:
