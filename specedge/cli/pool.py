@@ -122,7 +122,8 @@ def _cmd_pair(args: argparse.Namespace) -> int:
         print(md_path.read_text())
     else:
         analysis_duo = analyse_duo([*members, master], splits.val.labels, splits.test.labels, target=args.target)
-        json_path, md_path = write_report(args.out, "duo", duo_report(analysis_duo), duo_markdown(analysis_duo))
+        # duo-pairs.*: the analysis; duo.json (written by write_duo): what the server loads
+        json_path, md_path = write_report(args.out, "duo-pairs", duo_report(analysis_duo), duo_markdown(analysis_duo))
         if analysis_duo.probe is not None:
             print(f"little/big pair for the cloud: {write_duo(args.out, analysis_duo.probe)}")
         print(md_path.read_text())

@@ -13,6 +13,7 @@ from specedge.compression import pool as pool_module
 from specedge.compression.pool import build_pool, read_pool
 from specedge.errors import ConfigError
 from specedge.models import load_artifact, save_artifact
+from specedge.pairing import read_duo
 from specedge.training import TrainConfig
 
 
@@ -85,12 +86,15 @@ def test_pair_cli_writes_json_and_markdown(built, tmp_path, capsys, kind):
     _, _, root, _ = built
     out = tmp_path / kind
     assert main(["pair", "--kind", kind, "--pool", str(root / "pool"), "--out", str(out), "--quiet"]) == 0
-    report = json.loads((out / f"{kind}.json").read_text())
-    assert (out / f"{kind}.md").read_text().startswith("#")
+    stem = "minions" if kind == "minions" else "duo-pairs"
+    report = json.loads((out / f"{stem}.json").read_text())
+    assert (out / f"{stem}.md").read_text().startswith("#")
     if kind == "minions":
         assert {row["link"] for row in report["pairs_by_link"]} == {"3g", "lte", "wifi"}
     else:
-        assert "selection" in json.dumps(report) or "pairs" in report
+        assert {"pairs", "selection"} <= set(report)
+        if report["probe"] is not None:  # the server's file sits beside the analysis, not over it
+            assert read_duo(out / "duo.json").little == report["probe"]["little"]
     assert "wrote" in capsys.readouterr().out
 
 
