@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from specedge.data import list_datasets
+from specedge.data import DatasetSplits, list_datasets, load_dataset
 from specedge.detector import POLICIES, QUALITIES
 from specedge.simulator import LINK_PROFILES
 from specedge.training.trainer import AUGMENTATIONS, DEFAULT_TRAIN_CONFIG, MAX_RESTARTS, TrainConfig
@@ -311,3 +311,19 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         augment=args.augment,
     )
+
+
+def load_splits(args: argparse.Namespace) -> DatasetSplits:
+    """The dataset that ``--dataset``, ``--data-root``, ``--cache-dir`` and ``--quiet`` describe."""
+    return load_dataset(
+        args.dataset,
+        data_root=args.data_root or default_data_root(),
+        cache_dir=args.cache_dir or default_cache_dir(),
+        show_progress=not args.quiet,
+    )
+
+
+def say(args: argparse.Namespace, message: str) -> None:
+    """A progress message on stderr, unless ``--quiet``."""
+    if not args.quiet:
+        print(message, file=sys.stderr)

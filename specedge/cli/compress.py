@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from specedge.cli._args import add_common, add_dataset, default_cache_dir, default_data_root, positive_int
+from specedge.cli._args import add_common, add_dataset, load_splits, positive_int, say
 from specedge.compression.pipeline import METHODS, SIEVE_VARIANTS, CompressedVariant, compress
-from specedge.data import load_dataset
 from specedge.models import load_artifact
 from specedge.training import check_fits
 
@@ -28,12 +26,7 @@ def _row(variant: CompressedVariant) -> str:
 
 def _cmd_compress(args: argparse.Namespace) -> int:
     master = load_artifact(args.master)
-    splits = load_dataset(
-        args.dataset,
-        data_root=args.data_root or default_data_root(),
-        cache_dir=args.cache_dir or default_cache_dir(),
-        show_progress=not args.quiet,
-    )
+    splits = load_splits(args)
     check_fits(master.spec, splits, what=f"master {args.master}")
     variants = SIEVE_VARIANTS if args.variant == "all" else (args.variant,)
     saved = compress(
@@ -44,7 +37,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.quiet,
         threads=args.device_threads,
-        log=lambda message: None if args.quiet else print(message, file=sys.stderr),
+        log=lambda message: say(args, message),
     )
     print("variant            (ratios to fp32; accuracy normalised to the master's; agreement with the master)")
     for variant in saved:

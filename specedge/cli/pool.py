@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from specedge.cli._args import (
@@ -11,10 +10,10 @@ from specedge.cli._args import (
     add_dataset,
     add_links,
     add_training,
-    default_cache_dir,
-    default_data_root,
     fraction,
+    load_splits,
     positive_int,
+    say,
     train_config,
 )
 from specedge.compression.pool import (
@@ -27,7 +26,6 @@ from specedge.compression.pool import (
     pool_member,
     read_pool,
 )
-from specedge.data import DatasetSplits, load_dataset
 from specedge.errors import ConfigError
 from specedge.models import load_artifact
 from specedge.pairing import (
@@ -55,24 +53,10 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
-def _splits(args: argparse.Namespace) -> DatasetSplits:
-    return load_dataset(
-        args.dataset,
-        data_root=args.data_root or default_data_root(),
-        cache_dir=args.cache_dir or default_cache_dir(),
-        show_progress=not args.quiet,
-    )
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)
-
-
 def _cmd_pool(args: argparse.Namespace) -> int:
     record = build_pool(
         args.master,
-        _splits(args),
+        load_splits(args),
         args.out,
         config=train_config(args),
         alphas=args.alphas,
@@ -81,7 +65,7 @@ def _cmd_pool(args: argparse.Namespace) -> int:
         methods=args.methods,
         threads=args.device_threads,
         show_progress=not args.quiet,
-        log=lambda message: _say(args, message),
+        log=lambda message: say(args, message),
     )
     print(f"{'member':<34} {'MACs':>11} {'latency us':>10} {'val acc':>8} {'test acc':>8}")
     for member in record["members"]:
@@ -99,7 +83,7 @@ def _cmd_pool(args: argparse.Namespace) -> int:
 
 def _cmd_pair(args: argparse.Namespace) -> int:
     record, entries = read_pool(args.pool)
-    splits = _splits(args)
+    splits = load_splits(args)
     master_path = Path(args.master or record["master"])
     master_loaded = load_artifact(master_path)
     if master_loaded.spec.num_classes != splits.num_classes or master_loaded.spec.image_shape != splits.image_shape:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from specedge.backends import BACKENDS, runner_for
@@ -13,37 +12,22 @@ from specedge.cli._args import (
     add_dataset,
     add_options,
     add_training,
-    default_cache_dir,
-    default_data_root,
+    load_splits,
     positive_int,
+    say,
     train_config,
 )
 from specedge.compression import distill
 from specedge.compression.tradeoff import tradeoff_table
-from specedge.data import DatasetSplits, load_dataset
 from specedge.models import list_models, load_artifact
 from specedge.training import TrainResult, check_fits, evaluate_logits, save_evaluated, train_new
 
 __all__ = ["register"]
 
 
-def _load(args: argparse.Namespace) -> DatasetSplits:
-    return load_dataset(
-        args.dataset,
-        data_root=args.data_root or default_data_root(),
-        cache_dir=args.cache_dir or default_cache_dir(),
-        show_progress=not args.quiet,
-    )
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)
-
-
 def _say_restarts(args: argparse.Namespace, result: TrainResult) -> None:
     for reason in result.restarts:
-        _say(args, f"restarted: {reason}")
+        say(args, f"restarted: {reason}")
 
 
 def _restarted(result: TrainResult) -> str:
@@ -53,9 +37,9 @@ def _restarted(result: TrainResult) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    splits = _load(args)
+    splits = load_splits(args)
     config = train_config(args)
-    _say(args, f"training {args.arch} on {splits.name}: {len(splits.train)} train / {len(splits.val)} validation")
+    say(args, f"training {args.arch} on {splits.name}: {len(splits.train)} train / {len(splits.val)} validation")
     model, result = train_new(
         args.arch,
         splits,
@@ -75,7 +59,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_distill(args: argparse.Namespace) -> int:
     master = load_artifact(args.master).classifier
-    splits = _load(args)
+    splits = load_splits(args)
     config = train_config(args)
     student, report = distill(
         master,
@@ -100,7 +84,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     loaded = load_artifact(args.model)
-    splits = _load(args)
+    splits = load_splits(args)
     spec = loaded.spec
     check_fits(spec, splits, what=f"model {args.model}")
     split = getattr(splits, args.split)
