@@ -2,14 +2,31 @@
 
 A thin transport seam: it encodes images, makes the RPC, checks and decodes the answer, and
 measures the round trip and the serialized message sizes (what a link emulator charges for).
-Retries, deadlines policy, TLS and link emulation wrap it from outside. Every gRPC failure is
-raised as :class:`CloudRpcError` (a :class:`~specedge.errors.CloudError`) that keeps the status
-code, so a wrapper can tell a retryable UNAVAILABLE from a hopeless INVALID_ARGUMENT.
+Retry policy, TLS and link emulation wrap it from outside; each call takes its own deadline.
+
+Every failure is mapped here, once, to one :class:`~specedge.errors.CloudError` subclass whose
+``kind`` the edge's policy acts on (:func:`_failure`):
+
+    ==============================================================  ===========  ==================
+    gRPC status                                                     kind         class
+    ==============================================================  ===========  ==================
+    UNAVAILABLE, ABORTED, CANCELLED, INTERNAL, UNKNOWN, DATA_LOSS   unavailable  CloudUnavailable
+    DEADLINE_EXCEEDED                                               timeout      CloudTimeout
+    RESOURCE_EXHAUSTED                                              overloaded   CloudOverloaded
+    INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,                    rejected     CloudRejected
+    FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED,
+    PERMISSION_DENIED, UNAUTHENTICATED
+    OK with a malformed reply (id, outputs, shape, bytes)           protocol     CloudProtocolError
+    ==============================================================  ===========  ==================
+
+The first three say something about the server (the policy backs off and probes); the last two
+about this request (the server is fine, retrying the same request will not help).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -17,24 +34,64 @@ from typing import Any
 import grpc
 import numpy as np
 
-from specedge.errors import CloudError, ConfigError
+from specedge.errors import (
+    CloudError,
+    CloudOverloaded,
+    CloudProtocolError,
+    CloudRejected,
+    CloudTimeout,
+    CloudUnavailable,
+    ConfigError,
+)
 from specedge.protocol import tensors
 from specedge.protocol._generated import grpc_service_pb2 as pb
 from specedge.protocol._generated.grpc_service_pb2_grpc import GRPCInferenceServiceStub
 
-__all__ = ["CloudClient", "CloudResponse", "CloudRpcError"]
+__all__ = ["CloudClient", "CloudResponse"]
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 _READY_POLL_S = 0.05
+_RECONNECT_MIN_MS = 200
+_RECONNECT_MAX_MS = 2000
+_MAX_DETAIL_CHARS = 300  # a server's detail string is untrusted and may be huge: keep messages one short line
+
+_S = grpc.StatusCode
+_FAILURES: dict[grpc.StatusCode, type[CloudError]] = {
+    # transient: the server or the path to it failed; the same request may succeed later
+    **dict.fromkeys(
+        (_S.UNAVAILABLE, _S.ABORTED, _S.CANCELLED, _S.INTERNAL, _S.UNKNOWN, _S.DATA_LOSS), CloudUnavailable
+    ),
+    _S.DEADLINE_EXCEEDED: CloudTimeout,
+    _S.RESOURCE_EXHAUSTED: CloudOverloaded,
+    # about this request (or this client's model/credentials): retrying it will not help
+    **dict.fromkeys(
+        (
+            _S.INVALID_ARGUMENT,
+            _S.NOT_FOUND,
+            _S.ALREADY_EXISTS,
+            _S.FAILED_PRECONDITION,
+            _S.OUT_OF_RANGE,
+            _S.UNIMPLEMENTED,
+            _S.PERMISSION_DENIED,
+            _S.UNAUTHENTICATED,
+        ),
+        CloudRejected,
+    ),
+}
 
 
-class CloudRpcError(CloudError):
-    """A cloud RPC ended with a non-OK gRPC status; ``code`` keeps it."""
+def _failure(code: grpc.StatusCode) -> type[CloudError]:
+    """The error class of a call that ended with ``code`` (the module docstring's table)."""
+    return _FAILURES.get(code, CloudUnavailable)  # OK cannot fail; an unknown future code counts as transient
 
-    def __init__(self, message: str, code: grpc.StatusCode) -> None:
-        super().__init__(message)
-        self.code = code
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, at most ``_MAX_DETAIL_CHARS`` characters (ids and server details are untrusted)."""
+    flat = " ".join(text.split())
+    if len(flat) <= _MAX_DETAIL_CHARS:
+        return flat
+    return f"{flat[:_MAX_DETAIL_CHARS]}... ({len(flat)} chars)"
 
 
 @dataclass(frozen=True)
@@ -57,8 +114,9 @@ class CloudClient:
         target: ``"host:port"`` of the server.
         model_name: the model to call.
         model_version: "" for the server's default version.
-        timeout_s: deadline of each RPC, in seconds.
+        timeout_s: default deadline of each RPC, in seconds (a call may pass its own).
         max_message_bytes: gRPC send and receive limit (the 4 MiB default breaks image batches).
+        clock: seconds, for measuring round trips (``time.perf_counter``; tests pass a fake).
     """
 
     def __init__(
@@ -69,36 +127,46 @@ class CloudClient:
         model_version: str = "",
         timeout_s: float = 10.0,
         max_message_bytes: int = 64 * 2**20,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be > 0 seconds; got {timeout_s}")
+        _check_timeout(timeout_s)
         if max_message_bytes < 1:
             raise ConfigError(f"max_message_bytes must be >= 1; got {max_message_bytes}")
         self.target = target
         self.model_name = model_name
         self.model_version = model_version
         self.timeout_s = timeout_s
+        self._clock = clock
         self._channel = grpc.insecure_channel(
             target,
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", max_message_bytes),
+                # Reconnect soon after the server comes back: gRPC's default back-off grows to 120 s,
+                # far longer than the edge's own probe back-off (cloud_health), which decides when to try.
+                ("grpc.initial_reconnect_backoff_ms", _RECONNECT_MIN_MS),
+                ("grpc.min_reconnect_backoff_ms", _RECONNECT_MIN_MS),
+                ("grpc.max_reconnect_backoff_ms", _RECONNECT_MAX_MS),
             ],
         )
         self._stub = GRPCInferenceServiceStub(self._channel)  # type: ignore[no-untyped-call]  # generated
 
     # --- inference -----------------------------------------------------------------------------
 
-    def infer(self, images: np.ndarray, *, request_id: str) -> CloudResponse:
-        """Logits for ``images`` (uint8 ``(N, C, H, W)``), tagged ``request_id`` in the server's log."""
+    def infer(self, images: np.ndarray, *, request_id: str, timeout_s: float | None = None) -> CloudResponse:
+        """Logits for ``images`` (uint8 ``(N, C, H, W)``), tagged ``request_id`` in the server's log.
+
+        ``timeout_s`` is this call's deadline (None: the client's default). Failures are raised as
+        the CloudError subclass of the module docstring's table.
+        """
         request = pb.ModelInferRequest(model_name=self.model_name, model_version=self.model_version, id=request_id)
         datatype, shape, raw = tensors.encode_raw(images)
         request.inputs.add(name=INPUT_NAME, datatype=datatype, shape=shape)
         request.raw_input_contents.append(raw)
         request_bytes = request.ByteSize()
-        start_ns = time.perf_counter_ns()
-        response = self._call("ModelInfer", request, request_id=request_id)
-        round_trip_us = (time.perf_counter_ns() - start_ns) // 1000
+        start_s = self._clock()
+        response = self._call("ModelInfer", request, request_id=request_id, timeout_s=timeout_s)
+        round_trip_us = round((self._clock() - start_s) * 1e6)
         logits = self._logits(response, batch_size=shape[0] if shape else 0, request_id=request_id)
         params = tensors.read_parameters(response.parameters)
         return CloudResponse(
@@ -112,25 +180,41 @@ class CloudClient:
         )
 
     def _logits(self, response: pb.ModelInferResponse, *, batch_size: int, request_id: str) -> np.ndarray:
-        where = f"cloud response to request {request_id} from {self.target}"
+        where = f"cloud response to request {_one_line(request_id)} from {self.target}"
+
+        def malformed(what: str) -> CloudProtocolError:
+            return CloudProtocolError(f"{where} {_one_line(what)}")
+
         if response.id != request_id:
-            raise CloudError(f"{where} carries id {response.id!r}")
+            raise malformed(f"carries id {response.id!r}")
         if len(response.outputs) != 1:
-            raise CloudError(f"{where} has {len(response.outputs)} outputs; expected one, {OUTPUT_NAME!r}")
+            raise malformed(f"has {len(response.outputs)} outputs; expected one, {OUTPUT_NAME!r}")
         output = response.outputs[0]
         if output.datatype != "FP32":
-            raise CloudError(f"{where}: output {output.name!r} is {output.datatype}; expected FP32")
+            raise malformed(f"has output {output.name!r} of type {output.datatype}; expected FP32")
         try:
             logits = tensors.decode_outputs(response)[output.name]
         except ValueError as exc:  # TensorError: bad byte count, both/neither contents, ...
-            raise CloudError(f"{where} is malformed: {exc}") from exc
+            raise malformed(f"is malformed: {exc}") from exc
         if logits.ndim != 2 or logits.shape[0] != batch_size:
-            raise CloudError(
-                f"{where}: output {output.name!r} has shape {list(logits.shape)}; expected ({batch_size}, K)"
-            )
+            raise malformed(f"has output {output.name!r} of shape {list(logits.shape)}; expected ({batch_size}, K)")
         return logits
 
     # --- probes and metadata -------------------------------------------------------------------
+
+    def probe(self, *, timeout_s: float) -> float:
+        """One ServerReady call: its round trip in seconds (a tiny message, so nearly the link's RTT).
+
+        Raises the mapped CloudError if the call fails, and CloudUnavailable if the server answers
+        that it is not ready, so a success means the cloud can take requests again.
+        """
+        _check_timeout(timeout_s)
+        start_s = self._clock()
+        ready = bool(self._call("ServerReady", pb.ServerReadyRequest(), timeout_s=timeout_s).ready)
+        round_trip_s = self._clock() - start_s
+        if not ready:
+            raise CloudUnavailable(f"cloud ServerReady to {self.target}: the server is not ready")
+        return round_trip_s
 
     def server_live(self) -> bool:
         """ServerLive."""
@@ -141,7 +225,7 @@ class CloudClient:
         return bool(self._call("ServerReady", pb.ServerReadyRequest()).ready)
 
     def model_ready(self) -> bool:
-        """ModelReady for this client's model (CloudRpcError NOT_FOUND if the server lacks it)."""
+        """ModelReady for this client's model (CloudRejected, status NOT_FOUND, if the server lacks it)."""
         request = pb.ModelReadyRequest(name=self.model_name, version=self.model_version)
         return bool(self._call("ModelReady", request).ready)
 
@@ -162,9 +246,10 @@ class CloudClient:
         }
 
     def wait_until_ready(self, timeout_s: float) -> None:
-        """Poll until the server and this model are ready; CloudError after ``timeout_s`` seconds.
+        """Poll until the server and this model are ready; CloudUnavailable after ``timeout_s`` seconds.
 
-        An unknown model (NOT_FOUND) fails at once: waiting will not make it appear.
+        A rejected call (an unknown model: NOT_FOUND, or no permission) fails at once: waiting
+        will not change it.
         """
         deadline = time.monotonic() + timeout_s
         last = "no answer yet"
@@ -178,12 +263,10 @@ class CloudClient:
                 ):
                     return
                 last = "server or model not ready"
-            except CloudRpcError as exc:
-                if exc.code == grpc.StatusCode.NOT_FOUND:
-                    raise
+            except (CloudUnavailable, CloudTimeout, CloudOverloaded) as exc:
                 last = str(exc)
             if time.monotonic() >= deadline:
-                raise CloudError(
+                raise CloudUnavailable(
                     f"cloud model {self.model_name!r} at {self.target} not ready within {timeout_s:g} s: {last}"
                 )
             time.sleep(_READY_POLL_S)
@@ -191,14 +274,18 @@ class CloudClient:
     # --- plumbing ------------------------------------------------------------------------------
 
     def _call(self, rpc: str, request: Any, *, request_id: str | None = None, timeout_s: float | None = None) -> Any:
-        what = f"cloud request {request_id}" if request_id is not None else f"cloud {rpc}"
+        """``rpc(request)`` with a deadline; a gRPC failure raised as its mapped CloudError."""
+        what = f"cloud request {_one_line(request_id)}" if request_id is not None else f"cloud {rpc}"
+        if timeout_s is not None:
+            _check_timeout(timeout_s)
         try:
             method = getattr(self._stub, rpc)
             return method(request, timeout=timeout_s if timeout_s is not None else self.timeout_s)
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            raise CloudRpcError(f"{what} to {self.target} failed: {code.name}: {details}", code) from exc
+            message = f"{what} to {self.target} failed: {code.name}: {_one_line(details or '')}"
+            raise _failure(code)(message, status=code.name) from exc
 
     def close(self) -> None:
         """Close the channel; the client cannot be used afterwards."""
@@ -211,3 +298,8 @@ class CloudClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _check_timeout(timeout_s: float) -> None:
+    if not timeout_s > 0 or timeout_s == float("inf"):
+        raise ConfigError(f"timeout_s must be a finite number of seconds > 0; got {timeout_s}")
