@@ -38,6 +38,8 @@ class CloudServerProcess:
         models: artifact folders to serve (one ``--model`` each).
         request_log_path: where the child writes its request log; a temporary file (removed on
             exit, read into :attr:`final_request_log` first) if omitted.
+        port: the port to bind; 0 (default) for a free one. A fixed port lets a restarted server
+            take the place of a dead one, as the edge's failure tests need.
         startup_timeout_s: how long to wait for the child to bind its port.
         stop_timeout_s: how long SIGTERM may take before the child is killed.
         python: the interpreter that runs the child.
@@ -48,6 +50,7 @@ class CloudServerProcess:
         models: Sequence[Path],
         *,
         request_log_path: Path | None = None,
+        port: int = 0,
         startup_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,
         python: str = sys.executable,
@@ -56,7 +59,10 @@ class CloudServerProcess:
             raise ConfigError("CloudServerProcess needs at least one model artifact folder")
         if startup_timeout_s <= 0 or stop_timeout_s <= 0:
             raise ConfigError(f"timeouts must be > 0 seconds; got startup {startup_timeout_s}, stop {stop_timeout_s}")
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port must be in 0..65535; got {port}")
         self.models = [Path(m) for m in models]
+        self._bind_port = port
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.python = python
@@ -153,7 +159,7 @@ class CloudServerProcess:
             command += ["--model", str(model)]
         command += [
             "--host", "127.0.0.1",
-            "--port", "0",
+            "--port", str(self._bind_port),
             "--port-file", str(self._port_file),
             "--request-log", str(self.request_log_path),
         ]  # fmt: skip

@@ -16,7 +16,7 @@ import numpy as np
 from specedge.detector import MisspeculationDetector
 from specedge.detector.audit import AuditStatus
 from specedge.detector.report import DetectorEvaluation
-from specedge.edge.runtime import InferenceRecord, Route
+from specedge.edge.records import InferenceRecord, Route
 from specedge.simulator.report import evaluation_row, verdict
 from specedge.simulator.system import SystemEvaluation
 from specedge.training import chance_threshold

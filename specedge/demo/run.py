@@ -49,7 +49,9 @@ from specedge.detector.bank import choose_detector, read_detectors, write_detect
 from specedge.detector.plots import plot_outcomes, plot_tradeoff
 from specedge.detector.report import evaluate_detector, tradeoff_curve
 from specedge.edge.cloud_client import CloudClient
-from specedge.edge.runtime import EdgeRuntime, InferenceRecord, Mode
+from specedge.edge.policy import Mode
+from specedge.edge.records import InferenceRecord
+from specedge.edge.runtime import EdgeRuntime, LocalModel
 from specedge.errors import ConfigError
 from specedge.models import ImageClassifier, load_artifact
 from specedge.models.profiler import profile_classifier
@@ -207,16 +209,13 @@ def _run_strategies(
         (
             "SpecEdge",
             EdgeRuntime(
-                mode=Mode.SPECULATE,
-                local_model=speculative.runner,
-                local_model_id=speculative.label,
-                detector=detector,
+                speculative=[LocalModel(speculative.label, speculative.runner, detector)],
                 cloud=client,
                 audit=audit,
             ),
         ),
-        ("cloud-only", EdgeRuntime(mode=Mode.CLOUD, cloud=client)),
-        ("mobile-only", EdgeRuntime(mode=Mode.LOCAL, local_model=master.runner, local_model_id=master.label)),
+        ("cloud-only", EdgeRuntime(cloud=client, mode=Mode.MISSION_CRITICAL)),
+        ("mobile-only", EdgeRuntime(master=LocalModel(master.label, master.runner), mode=Mode.PRIVATE)),
     ]
     runs = []
     for strategy, runtime in plans:

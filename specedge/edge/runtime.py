@@ -1,262 +1,500 @@
-"""The edge runtime: answer each input locally, escalate it, or send it straight to the cloud.
+"""The edge runtime: every input gets an answer, with its provenance, whatever the network and the cloud do.
 
-One input flows through :meth:`EdgeRuntime.classify`:
+One input flows through :meth:`EdgeRuntime.classify` (thesis 4.3, 5.2; seed 000 for deadlines):
 
-    image -> route (by mode) -> local model (logits) -> detector -> [escalate: cloud master] -> record
+    image -> policy.plan (mode, selector, history, cloud health, deadline)
+          -> speculate: local model -> detector -> [doubtful: recovery on the cloud or device master]
+          -> cloud: the cloud master            (falls back to the best local answer if the call fails)
+          -> device-master: the master here
+          -> one record (answer, route, verified, flag, timings)
 
-In speculate mode an optional :class:`~specedge.detector.audit.AgreementAudit` also sends a
-small random share of the *kept* answers to the master and compares; the answer stays the
-local one, the record says ``audited``, and the audit raises its alarm if agreement drifts
-below what calibration promised. With a :class:`~specedge.detector.audit.RecalibrationBuffer`
-the alarm starts a re-calibration: every input goes to the master (its answers are the safe
-ones while the detector is in doubt) until the buffer holds enough master-answered inputs, then
-the detector is refitted on them for agreement (no labels needed) and the audit starts afresh.
+The policy (:mod:`.policy`) decides; this module executes and reports back. A cloud call is a
+step whose failure is a value: the error's kind (unavailable, timeout, overloaded, rejected,
+protocol; mapped once in :mod:`.cloud_client`) becomes the answer's ``flag``, the local answer
+already computed is kept, and the cloud's health (:mod:`.cloud_health`) backs off and probes.
+Each call's timeout comes from the link estimate, capped so the answer still lands within the
+input's deadline. :meth:`EdgeRuntime.stream` yields records as inputs complete; a bad input gets an
+error record and the stream goes on. All time comes from the injected clock.
 
-``Mode`` is the user's knob from SIEVE (thesis section 4.3.2): ``speculate`` is the normal
-mode (speculative model on the device, misspeculation detector, cloud recovery),
-``cloud`` is mission-critical (every input to the master), ``local`` is private (nothing leaves
-the device; with the master as local model it is the mobile-only baseline). The per-input
-cost-based selector, speculation history, deadlines and failure handling plug in at
-:meth:`EdgeRuntime._route` and around the cloud call without changing the record format.
+In normal mode an optional :class:`~specedge.detector.audit.AgreementAudit` also sends a small
+random share of the *kept* answers to the master and compares; with a
+:class:`~specedge.detector.audit.RecalibrationBuffer` its drift alarm sends every input to the
+master until the detector is refitted on master-answered inputs (no labels needed).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from enum import Enum
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from specedge.backends import ModelRunner, PairRunner, TorchRunner
+from specedge.backends import ModelRunner, PairRunner
 from specedge.detector import MisspeculationDetector, probability_from_score, score_logits
 from specedge.detector.audit import AgreementAudit, RecalibrationBuffer
+from specedge.edge.clock import Clock
 from specedge.edge.cloud_client import CloudClient, CloudResponse
-from specedge.errors import ConfigError, TensorError
-from specedge.models import ImageClassifier
+from specedge.edge.cloud_health import CloudHealth
+from specedge.edge.history import SpeculationHistory
+from specedge.edge.link_estimate import LinkEstimate
+from specedge.edge.policy import Mode, Payload, Plan, Policy
+from specedge.edge.records import InferenceRecord, Route
+from specedge.edge.selector import Action, LocalOption, Objective
+from specedge.errors import CloudError, ConfigError, TensorError
+from specedge.simulator.wire import infer_message_sizes
 
-__all__ = ["EdgeRuntime", "InferenceRecord", "Mode", "Route"]
+__all__ = ["EdgeInput", "EdgeRuntime", "LocalModel"]
+
+DEFAULT_STREAM = "default"
 
 
-class Mode(str, Enum):
-    """How the runtime treats every input (the user's preference)."""
+@dataclass
+class LocalModel:
+    """A model on the device: its runner, detector(s) and per-input cost on the device model.
 
-    SPECULATE = "speculate"
-    CLOUD = "cloud"
-    LOCAL = "local"
+    A speculative model needs a detector (a minion pair: the pair detector); the master has none.
+    ``relaxed_detector`` (e.g. calibrated for 99%) is what power-saving mode uses.
+    """
 
+    model_id: str
+    runner: ModelRunner
+    detector: MisspeculationDetector | None = None
+    latency_s: float = 0.0
+    energy_mj: float = 0.0
+    relaxed_detector: MisspeculationDetector | None = None
 
-class Route(str, Enum):
-    """Where one input was answered."""
-
-    LOCAL = "local"  # the local model's answer was kept
-    ESCALATED = "escalated"  # ran locally, the detector doubted it, the cloud master answered
-    CLOUD = "cloud"  # sent straight to the cloud without running locally
+    def option(self, *, relaxed: bool = False) -> LocalOption:
+        """This model as the selector sees it."""
+        detector = self.relaxed_detector if relaxed else self.detector
+        p_r = None if detector is None else float(detector.escalation_rate_)
+        return LocalOption(self.model_id, self.latency_s, self.energy_mj, p_r)
 
 
 @dataclass(frozen=True)
-class InferenceRecord:
-    """Everything measured about one input; the unit that reports and simulators consume.
-
-    None means "did not happen": no local model ran, or the cloud was not called.
-    """
+class EdgeInput:
+    """One input of a stream: an image, or the reason it could not be read."""
 
     input_id: str
-    route: Route
-    prediction: int
-    start_s: float  # when the input was taken up, on the runtime's clock (seconds since it was created)
-    local_model: str | None  # which local model ran (architecture and options)
-    local_prediction: int | None
-    confidence: float | None
-    cloud_prediction: int | None
-    local_us: int | None  # local model + detector, measured on this device
-    cloud_round_trip_us: int | None  # client-side time of the RPC
-    cloud_queue_us: int | None  # server-reported wait before compute
-    cloud_compute_us: int | None  # server-reported model time
-    total_us: int
-    request_bytes: int | None  # serialised ModelInferRequest
-    response_bytes: int | None  # serialised ModelInferResponse
-    attempts: int  # cloud calls made for this input
-    audited: bool  # kept locally, and also sent to the master to audit the detector
+    image: np.ndarray | None
+    stream: str = DEFAULT_STREAM
+    deadline_s: float | None = None  # answer within this many seconds of being taken up
+    error: str | None = None  # e.g. "cannot decode cat.jpg: ..."
+
+
+@dataclass
+class _Trace:
+    """What happened to one input so far; :meth:`record` is the one place a record is built."""
+
+    input_id: str
+    stream: str
+    start_s: float
+    deadline_s: float | None
+    decision: str = ""
+    route: Route | None = None
+    answer: int | None = None
+    answered_by: str | None = None
+    verified: bool = False
+    flag: str | None = None
+    local_model: str | None = None
+    local_prediction: int | None = None
+    confidence: float | None = None
+    escalate: bool = False
+    local_s: float = 0.0
+    ran_local: bool = False
+    response: CloudResponse | None = None
+    attempts: int = 0
+    cloud_failure: str | None = None
+    audited: bool = False
+    error: str | None = None
+    logits: np.ndarray | None = field(default=None, repr=False)
 
     @property
-    def reached_cloud(self) -> bool:
-        """Whether this input was sent to the cloud (escalated, sent directly, or audited)."""
-        return self.route is not Route.LOCAL or self.audited
+    def cloud_prediction(self) -> int | None:
+        return None if self.response is None else int(self.response.logits[0].argmax())
 
-    def to_dict(self) -> dict[str, Any]:
-        """Flat JSON/CSV-ready form."""
-        d = asdict(self)
-        d["route"] = self.route.value
-        return d
+    def record(self, *, epoch_s: float, end_s: float) -> InferenceRecord:
+        r = self.response
+        us = _us
+        return InferenceRecord(
+            input_id=self.input_id,
+            stream=self.stream,
+            start_s=self.start_s - epoch_s,
+            route=self.route,
+            prediction=self.answer,
+            answered_by=self.answered_by,
+            confidence=self.confidence,
+            verified=self.verified,
+            flag=self.flag,
+            decision=self.decision,
+            local_model=self.local_model,
+            local_prediction=self.local_prediction,
+            cloud_prediction=self.cloud_prediction,
+            local_us=us(self.local_s) if self.ran_local else None,
+            transfer_us=None if r is None else max(r.round_trip_us - r.queue_time_us - r.compute_time_us, 0),
+            cloud_round_trip_us=None if r is None else r.round_trip_us,
+            cloud_queue_us=None if r is None else r.queue_time_us,
+            cloud_compute_us=None if r is None else r.compute_time_us,
+            total_us=us(end_s - self.start_s),
+            deadline_us=None if self.deadline_s is None else us(self.deadline_s),
+            request_bytes=None if r is None else r.request_bytes,
+            response_bytes=None if r is None else r.response_bytes,
+            attempts=self.attempts,
+            cloud_failure=self.cloud_failure,
+            audited=self.audited,
+            error=self.error,
+        )
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1e6)
 
 
 class EdgeRuntime:
-    """Runs inputs through the local model, the detector and the cloud client by ``mode``."""
+    """Runs inputs through the policy's plans on the local models, the device master and the cloud.
+
+    Args:
+        speculative: speculative models (or minion pairs) on the device, in preference order.
+        master: the master on the device (the mobile-only baseline, or a recovery target).
+        cloud: a client for the cloud master.
+        mode: the user's mode; switch at run time with :attr:`mode`.
+        objective: what the selector minimises ("latency", "energy", "mix:W" or an Objective).
+        selector: choose per input (True) or always speculate with the first model (False).
+        link: the live link estimate (required by the selector).
+        payload: one escalation's expected sizes and server time; measured by :meth:`warm_up` if None.
+        history: speculation history (None: off).
+        health: the cloud's health tracker (default settings if None).
+        audit, recalibration: detector drift audit and label-free re-calibration (normal mode).
+        clock: seconds on a monotonic scale (tests inject :class:`~specedge.edge.clock.ManualClock`).
+        timeouts: keyword arguments for the policy's cloud timeouts (factor, margin, max).
+    """
 
     def __init__(
         self,
         *,
-        mode: Mode,
-        local_model: ModelRunner | ImageClassifier | None = None,
-        local_model_id: str | None = None,
-        detector: MisspeculationDetector | None = None,
+        speculative: Sequence[LocalModel] = (),
+        master: LocalModel | None = None,
         cloud: CloudClient | None = None,
+        mode: Mode | str = Mode.NORMAL,
+        objective: Objective | str = "energy",
+        selector: bool = False,
+        link: LinkEstimate | None = None,
+        payload: Payload | None = None,
+        history: SpeculationHistory | None = None,
+        health: CloudHealth | None = None,
         audit: AgreementAudit | None = None,
         recalibration: RecalibrationBuffer | None = None,
-        clock_ns: Callable[[], int] = time.perf_counter_ns,
+        clock: Clock = time.perf_counter,
+        timeouts: dict[str, float] | None = None,
     ) -> None:
-        needs = {
-            Mode.SPECULATE: ("local_model", "detector", "cloud"),
-            Mode.CLOUD: ("cloud",),
-            Mode.LOCAL: ("local_model",),
-        }[mode]
-        given = {"local_model": local_model, "detector": detector, "cloud": cloud}
-        missing = [name for name in needs if given[name] is None]
-        if missing:
-            raise ConfigError(f"mode {mode.value!r} needs {', '.join(missing)}")
-        if audit is not None and mode is not Mode.SPECULATE:
-            raise ConfigError(
-                f"an audit checks the detector, which only mode 'speculate' uses; got mode {mode.value!r}"
-            )
+        for model in speculative:
+            if model.detector is None:
+                raise ConfigError(f"speculative model {model.model_id!r} needs a detector")
+            if isinstance(model.runner, PairRunner) and model.detector.policy != "pair":
+                raise ConfigError(f"minion pair {model.model_id!r} needs the pair detector (policy 'pair')")
+        ids = [m.model_id for m in speculative]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"local model ids must be unique; got {ids}")
+        if master is not None and master.detector is not None:
+            raise ConfigError("the device master answers for itself: it takes no detector")
+        if audit is not None and not speculative:
+            raise ConfigError("an audit checks a speculative model's detector: give a speculative model")
         if recalibration is not None and audit is None:
             raise ConfigError("re-calibration starts on the audit's drift alarm; give an audit too")
-        self.mode = mode
-        if isinstance(local_model, PairRunner) and detector is None:
-            raise ConfigError("a minion pair needs the pair detector to choose its answer (policy 'pair')")
-        if isinstance(local_model, ImageClassifier):
-            local_model_id = local_model_id or local_model.spec.label
-            local_model = TorchRunner(local_model, threads=torch.get_num_threads())
-        self.local_model: ModelRunner | None = local_model
-        self.detector = detector
+        self.models = {m.model_id: m for m in speculative}
+        self.master = master
         self.cloud = cloud
+        relaxed = {
+            m.model_id: float(m.relaxed_detector.escalation_rate_)
+            for m in speculative
+            if m.relaxed_detector is not None
+        }
+        self.policy = Policy(
+            speculative=[m.option() for m in speculative],
+            master=None if master is None else master.option(),
+            cloud=cloud is not None,
+            mode=Mode(mode),
+            objective=objective if isinstance(objective, Objective) else Objective.parse(objective),
+            selector=selector,
+            link=link,
+            payload=payload,
+            health=health,
+            history=history,
+            relaxed=relaxed,
+            **(timeouts or {}),
+        )
         self.audit = audit
         self.recalibration = recalibration
         self.recalibrating = False  # after a drift alarm: every input goes to the master until the buffer is full
         self.recalibrations = 0
-        self._clock_ns = clock_ns
-        self._epoch_ns = clock_ns()
-        self.local_model_id = None if local_model is None else (local_model_id or local_model.backend)
+        self._clock = clock
+        self._epoch_s = clock()
+        self.warm = False  # set by warm_up(); stream() warms up on its first good image otherwise
+
+    # --- user knobs ----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        """The user's mode (thesis 4.3.2); switching takes effect with the next input."""
+        return self.policy.mode
+
+    @mode.setter
+    def mode(self, mode: Mode | str) -> None:
+        self.policy.mode = Mode(mode)
+
+    # --- set-up --------------------------------------------------------------------------------
 
     def warm_up(self, image: np.ndarray) -> None:
-        """Run the local model once and check the cloud is ready, so first-call costs stay out of records."""
-        if self.local_model is not None:
-            self._run_local(image)
-        if self.cloud is not None:
-            self.cloud.wait_until_ready(timeout_s=10.0)
+        """Run every local model once and make one real cloud call, so first-call costs stay out of records.
 
-    def _route(self) -> Route:
-        """Where an input starts: the cost-based selector replaces this with a per-input decision."""
-        return Route.CLOUD if self.mode is Mode.CLOUD else Route.LOCAL
+        Without a given payload, the selector prices escalations of this image's size (the real
+        serialised messages; server time learnt from the warm-up call). A cloud that cannot be
+        reached here is not an error: the health tracker learns it and the stream goes on locally.
+        """
+        image = self._checked(image, "warm-up")
+        self.warm = True
+        classes = 0
+        for model in [*self.models.values(), *([self.master] if self.master else [])]:
+            classes = int(model.runner.logits(image[None]).shape[-1])
+        if self.cloud is None or self.mode is Mode.PRIVATE:
+            return
+        server_s = 0.0
+        try:
+            self.cloud.wait_until_ready(timeout_s=self.policy.max_timeout_s)
+            response = self.cloud.infer(image[None], request_id="warm-up", timeout_s=self.policy.max_timeout_s)
+            server_s = (response.queue_time_us + response.compute_time_us) / 1e6
+            classes = int(response.logits.shape[-1])
+        except CloudError as exc:
+            self.policy.observe_failure(now_s=self._clock(), kind=getattr(exc, "kind", "unavailable"))
+        if self.policy.payload is None and classes:
+            sizes = infer_message_sizes(image.shape, classes, model_name=self.cloud.model_name)
+            self.policy.payload = Payload(sizes.request_bytes, sizes.response_bytes, server_s)
 
-    def _run_local(self, image: np.ndarray) -> np.ndarray:
-        """Logits ``(1, K)`` of the local model for one image, on its device backend."""
-        assert self.local_model is not None
-        logits: np.ndarray = self.local_model.logits(image[None]).astype(np.float64)
-        return logits
+    def _checked(self, image: object, input_id: str) -> np.ndarray:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise TensorError(f"input {input_id}: expected a uint8 (C, H, W) image; got {got}")
+        return image
 
-    def _judge(self, logits: np.ndarray) -> tuple[int, float, bool]:
-        """The local answer, its confidence on the familiar [0, 1] scale, and whether to escalate."""
-        if self.detector is None:  # mobile-only / private: no detector, plain top softmax probability
-            confidence = float(probability_from_score("max_softmax", score_logits(logits, "max_softmax"))[0])
-            return int(logits.argmax()), confidence, False
-        decisions = self.detector.decide(logits)
-        escalate = self.mode is Mode.SPECULATE and bool(decisions.escalate[0])
-        return int(decisions.predictions[0]), float(decisions.confidence[0]), escalate
+    # --- one input -----------------------------------------------------------------------------
 
-    def classify(self, image: np.ndarray, *, input_id: str) -> InferenceRecord:
-        """Answer one uint8 ``(C, H, W)`` image."""
-        if image.dtype != np.uint8 or image.ndim != 3:
-            raise TensorError(f"input {input_id}: expected a uint8 (C, H, W) image; got {image.dtype} {image.shape}")
-        start = self._clock_ns()
-        route = self._route()
-        local_prediction = confidence = local_us = logits = None
-        audited = False
-        if route is Route.LOCAL:
-            logits = self._run_local(image)
-            local_prediction, confidence, escalate = self._judge(logits)
-            local_us = (self._clock_ns() - start) // 1000
-            if escalate or self.recalibrating:
-                route = Route.ESCALATED
-            elif self.audit is not None:
-                audited = self.audit.should_audit()
-        response = None
-        if route is not Route.LOCAL or audited:
-            assert self.cloud is not None
-            response = self.cloud.infer(image[None], request_id=input_id)
-        cloud_prediction = None if response is None else int(response.logits[0].argmax())
-        if self.recalibrating and logits is not None and cloud_prediction is not None:
-            self._collect(logits[0], cloud_prediction)
-        elif self.audit is not None and local_prediction is not None:
-            alarm = self.audit.observe(
-                kept=route is Route.LOCAL,
-                speculative=local_prediction if audited else None,
-                master=cloud_prediction if audited else None,
-            )
-            self.recalibrating = alarm and self.recalibration is not None
-        answer = local_prediction if route is Route.LOCAL else cloud_prediction
-        assert answer is not None
-        return self._record(
-            input_id=input_id,
-            route=route,
-            prediction=answer,
-            local_prediction=local_prediction,
-            confidence=confidence,
-            cloud_prediction=cloud_prediction,
-            local_us=local_us,
-            response=response,
-            start_ns=start,
-            audited=audited,
+    def classify(
+        self,
+        image: np.ndarray,
+        *,
+        input_id: str,
+        stream: str = DEFAULT_STREAM,
+        deadline_s: float | None = None,
+    ) -> InferenceRecord:
+        """Answer one uint8 ``(C, H, W)`` image; a bad image gets an error record, not an exception."""
+        if deadline_s is not None and not deadline_s > 0:
+            raise ConfigError(f"input {input_id}: a deadline must be > 0 seconds; got {deadline_s}")
+        trace = _Trace(input_id, stream, self._clock(), deadline_s)
+        try:
+            self._answer(trace, self._checked(image, input_id))
+        except TensorError as exc:  # the image does not fit the models: this input fails, the stream goes on
+            trace.error, trace.route, trace.answer = str(exc), None, None
+            trace.answered_by, trace.verified, trace.flag = None, False, None
+        return trace.record(epoch_s=self._epoch_s, end_s=self._clock())
+
+    def _answer(self, trace: _Trace, image: np.ndarray) -> None:
+        deadline_at = None if trace.deadline_s is None else trace.start_s + trace.deadline_s
+        plan = self.policy.plan(stream=trace.stream, now_s=trace.start_s, deadline_at_s=deadline_at)
+        trace.decision = plan.reason
+        if self.recalibrating:  # after a drift alarm every input is replayed on the master, logits kept
+            trace.decision = "re-calibrating: every input to the master"
+            model = next(iter(self.models.values()))
+            self._run_local(trace, image, model, detect=True)
+            trace.route, trace.answer, trace.answered_by = Route.LOCAL, trace.local_prediction, model.model_id
+            trace.escalate = True
+            if not self._ask_cloud(trace, image, deadline_at, route=Route.ESCALATED):
+                trace.flag = trace.cloud_failure
+        elif plan.action is Action.CLOUD:
+            if not self._ask_cloud(trace, image, deadline_at, route=Route.CLOUD):
+                self._fall_back(trace, image, deadline_at)
+        elif plan.action is Action.DEVICE_MASTER:
+            self._run_master(trace, image)
+        else:
+            self._speculate(trace, image, plan, deadline_at)
+        master = trace.cloud_prediction if trace.route is Route.ESCALATED else None
+        if trace.route is Route.DEVICE_MASTER and trace.escalate:
+            master = trace.answer
+        self.policy.observe_input(
+            trace.stream,
+            trace.start_s,
+            escalated=trace.escalate,
+            master_agreed=None if master is None else master == trace.local_prediction,
         )
+
+    def _speculate(self, trace: _Trace, image: np.ndarray, plan: Plan, deadline_at: float | None) -> None:
+        assert plan.model_id is not None
+        self._run_local(trace, image, self.models[plan.model_id], detect=plan.detect)
+        trace.route, trace.answer, trace.answered_by = Route.LOCAL, trace.local_prediction, plan.model_id
+        if not plan.detect:
+            trace.flag = plan.blocked  # the master could not be reached at all (mission-critical)
+            return
+        if not trace.escalate:
+            if self.audit is not None and self.mode is Mode.NORMAL and self.audit.should_audit():
+                self._audit(trace, image, deadline_at)
+            return
+        where, flag = self.policy.recovery(plan, now_s=self._clock(), deadline_at_s=deadline_at)
+        if where is Action.CLOUD and self._ask_cloud(trace, image, deadline_at, route=Route.ESCALATED):
+            return
+        if where is Action.CLOUD:  # the call failed: the master on the device, if it still fits
+            where, flag = self.policy.recovery(
+                Plan(Action.SPECULATE, plan.model_id, True, Action.DEVICE_MASTER, None, ""),
+                now_s=self._clock(),
+                deadline_at_s=deadline_at,
+            )
+            flag = trace.cloud_failure if where is None else flag
+        if where is Action.DEVICE_MASTER:
+            self._run_master(trace, image)
+        else:
+            trace.flag = flag
+
+    def _fall_back(self, trace: _Trace, image: np.ndarray, deadline_at: float | None) -> None:
+        """The cloud failed an input sent straight to it: the best local answer, flagged with the failure."""
+        failure = trace.cloud_failure
+        now = self._clock()
+        if self.master is not None and (deadline_at is None or now + self.master.latency_s <= deadline_at):
+            self._run_master(trace, image)
+            return
+        if not self.models:
+            trace.route, trace.answer, trace.answered_by, trace.flag = None, None, None, failure
+            trace.error = f"input {trace.input_id}: the cloud failed ({failure}) and no model is on the device"
+            return
+        model = next(iter(self.models.values()))
+        self._run_local(trace, image, model, detect=True)
+        trace.route, trace.answer, trace.answered_by = Route.LOCAL, trace.local_prediction, model.model_id
+        trace.verified = False
+        trace.flag = failure if (trace.escalate or self.mode is Mode.MISSION_CRITICAL) else None
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _run_local(self, trace: _Trace, image: np.ndarray, model: LocalModel, *, detect: bool) -> None:
+        """The speculative model and (unless told not to) its detector."""
+        start = self._clock()
+        logits = model.runner.logits(image[None]).astype(np.float64)
+        detector = model.relaxed_detector if self.mode is Mode.POWER_SAVING else model.detector
+        if detect and detector is not None:
+            decisions = detector.decide(logits)
+            prediction, confidence = int(decisions.predictions[0]), float(decisions.confidence[0])
+            trace.escalate = bool(decisions.escalate[0])
+        else:
+            flat = logits if logits.ndim == 2 else logits[:, 0]  # a pair without its detector: the first minion
+            prediction = int(flat.argmax())
+            confidence = float(probability_from_score("max_softmax", score_logits(flat, "max_softmax"))[0])
+        trace.local_s += self._clock() - start
+        trace.ran_local = True
+        trace.local_model, trace.local_prediction, trace.confidence, trace.logits = (
+            model.model_id,
+            prediction,
+            confidence,
+            logits,
+        )
+
+    def _run_master(self, trace: _Trace, image: np.ndarray) -> None:
+        assert self.master is not None
+        start = self._clock()
+        logits = self.master.runner.logits(image[None])
+        trace.local_s += self._clock() - start
+        trace.ran_local = True
+        trace.route, trace.answer, trace.answered_by = Route.DEVICE_MASTER, int(logits[0].argmax()), "device-master"
+        trace.verified, trace.flag = True, None
+
+    def _ask_cloud(self, trace: _Trace, image: np.ndarray, deadline_at: float | None, *, route: Route) -> bool:
+        """One cloud call; True if the master answered (the answer is then the cloud's)."""
+        response = self._call(trace, image, deadline_at)
+        if response is None:
+            return False
+        trace.response = response
+        trace.route, trace.answer = route, trace.cloud_prediction
+        trace.answered_by, trace.verified, trace.flag = (
+            f"cloud:{self.cloud.model_name if self.cloud else ''}",
+            True,
+            None,
+        )
+        if self.recalibrating and trace.logits is not None:
+            self._collect(trace.logits[0], int(trace.answer or 0))
+        return True
+
+    def _audit(self, trace: _Trace, image: np.ndarray, deadline_at: float | None) -> None:
+        """Send a kept answer to the master too; the answer stays local, the audit learns whether they agree."""
+        trace.audited = True
+        response = self._call(trace, image, deadline_at)
+        if response is not None:
+            trace.response = response
+        assert self.audit is not None
+        if response is None:
+            return
+        alarm = self.audit.observe(
+            kept=True, speculative=trace.local_prediction, master=int(response.logits[0].argmax())
+        )
+        self.recalibrating = alarm and self.recalibration is not None
+
+    def _call(self, trace: _Trace, image: np.ndarray, deadline_at: float | None) -> CloudResponse | None:
+        """The RPC as a value: the response, or None with the failure's kind in the trace."""
+        assert self.cloud is not None
+        started = self._clock()
+        timeout = self.policy.cloud_timeout_s(now_s=started, deadline_at_s=deadline_at, reserve_s=self._reserve_s())
+        trace.attempts += 1
+        try:
+            response = self.cloud.infer(image[None], request_id=trace.input_id, timeout_s=timeout)
+        except CloudError as exc:
+            kind = getattr(exc, "kind", "unavailable")
+            trace.cloud_failure = kind
+            self.policy.observe_failure(now_s=self._clock(), kind=kind)
+            return None
+        self.policy.observe_cloud(
+            started_s=started,
+            ended_s=self._clock(),
+            request_bytes=response.request_bytes,
+            response_bytes=response.response_bytes,
+            server_s=(response.queue_time_us + response.compute_time_us) / 1e6,
+        )
+        return response
+
+    def _reserve_s(self) -> float:
+        """Time to keep after a failed call for the local fallback: the fastest model on the device."""
+        costs = [m.latency_s for m in self.models.values()]
+        return min(costs) if costs else 0.0
 
     def _collect(self, logits: np.ndarray, master_prediction: int) -> None:
         """Re-calibration after a drift alarm: gather master-answered inputs, then refit label-free."""
-        assert self.recalibration is not None and self.audit is not None and self.detector is not None
+        assert self.recalibration is not None and self.audit is not None
         self.recalibration.add(logits, master_prediction)
         if self.recalibration.full:
-            self.detector = self.recalibration.refit(self.detector, target=self.audit.target)
+            model = next(iter(self.models.values()))
+            assert model.detector is not None
+            model.detector = self.recalibration.refit(model.detector, target=self.audit.target)
             self.audit.reset()
             self.recalibrating = False
             self.recalibrations += 1
 
-    def _record(
-        self,
-        *,
-        input_id: str,
-        route: Route,
-        prediction: int,
-        local_prediction: int | None,
-        confidence: float | None,
-        cloud_prediction: int | None,
-        local_us: int | None,
-        response: CloudResponse | None,
-        start_ns: int,
-        audited: bool,
-    ) -> InferenceRecord:
-        """The one place a record is built, whatever the route."""
-        return InferenceRecord(
-            input_id=input_id,
-            route=route,
-            prediction=prediction,
-            start_s=(start_ns - self._epoch_ns) / 1e9,
-            local_model=None if local_prediction is None else self.local_model_id,
-            local_prediction=local_prediction,
-            confidence=confidence,
-            cloud_prediction=cloud_prediction,
-            local_us=local_us,
-            cloud_round_trip_us=None if response is None else response.round_trip_us,
-            cloud_queue_us=None if response is None else response.queue_time_us,
-            cloud_compute_us=None if response is None else response.compute_time_us,
-            total_us=(self._clock_ns() - start_ns) // 1000,
-            request_bytes=None if response is None else response.request_bytes,
-            response_bytes=None if response is None else response.response_bytes,
-            attempts=0 if response is None else 1,
-            audited=audited,
-        )
+    # --- streams -------------------------------------------------------------------------------
+
+    def stream(self, inputs: Iterable[EdgeInput]) -> Iterator[InferenceRecord]:
+        """Records as inputs complete, one per input, in order.
+
+        The first good image warms the runtime up, unless :meth:`warm_up` already ran.
+        """
+        for item in inputs:
+            if item.image is None or item.error is not None:
+                yield self._unreadable(item)
+                continue
+            if not self.warm:
+                try:
+                    self.warm_up(item.image)
+                except TensorError:
+                    self.warm = False  # this input's own record says what is wrong with it
+            yield self.classify(item.image, input_id=item.input_id, stream=item.stream, deadline_s=item.deadline_s)
+
+    def _unreadable(self, item: EdgeInput) -> InferenceRecord:
+        now = self._clock()
+        trace = _Trace(item.input_id, item.stream, now, item.deadline_s, decision="unreadable")
+        trace.error = item.error or f"input {item.input_id}: no image"
+        return trace.record(epoch_s=self._epoch_s, end_s=now)
 
     def run(
         self,
@@ -265,19 +503,12 @@ class EdgeRuntime:
         ids: Sequence[str],
         show_progress: bool = False,
         description: str = "edge",
+        deadline_s: float | None = None,
     ) -> list[InferenceRecord]:
-        """Classify ``images`` one at a time, as a camera would deliver them."""
+        """Classify ``images`` one at a time, as a camera would deliver them; one record each."""
         if len(ids) != len(images):
             raise ConfigError(f"got {len(images)} images but {len(ids)} ids")
-        if len(images):
-            self.warm_up(images[0])
-        return [
-            self.classify(image, input_id=input_id)
-            for image, input_id in tqdm(
-                zip(images, ids, strict=True),
-                total=len(ids),
-                desc=description,
-                unit="input",
-                disable=not show_progress,
-            )
-        ]
+        inputs = (EdgeInput(i, image, deadline_s=deadline_s) for i, image in zip(ids, images, strict=True))
+        return list(
+            tqdm(self.stream(inputs), total=len(ids), desc=description, unit="input", disable=not show_progress)
+        )

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from specedge.detector import MisspeculationDetector, ModelOutputs
-from specedge.edge.runtime import InferenceRecord, Route
+from specedge.edge.records import InferenceRecord, Route
 from specedge.errors import ConfigError
 from specedge.models import ImageClassifier, profile_classifier
 from specedge.simulator.device import DEVICE_PROFILES, ComputeDtype, get_device_profile, model_cost

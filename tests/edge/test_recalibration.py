@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from specedge.backends import TorchRunner
 from specedge.cloud import InferenceEngine, create_server
 from specedge.detector import MisspeculationDetector
 from specedge.detector.audit import AgreementAudit, RecalibrationBuffer
 from specedge.edge.cloud_client import CloudClient
-from specedge.edge.runtime import EdgeRuntime, Mode, Route
+from specedge.edge.records import Route
+from specedge.edge.runtime import EdgeRuntime, LocalModel
 from specedge.errors import ConfigError
 from specedge.training import predict_logits
 
@@ -31,9 +33,7 @@ def test_alarm_on_noisy_frames_recalibrates_the_detector(served):
     audit = AgreementAudit.for_detector(detector, share=0.5)
     audit.block_size = 50
     runtime = EdgeRuntime(
-        mode=Mode.SPECULATE,
-        local_model=speculative,
-        detector=detector,
+        speculative=[LocalModel("speculative", TorchRunner(speculative), detector)],
         cloud=client,
         audit=audit,
         recalibration=RecalibrationBuffer(size=300),
@@ -43,10 +43,11 @@ def test_alarm_on_noisy_frames_recalibrates_the_detector(served):
     noisy = np.clip(frames.astype(np.int16) + rng.normal(0, 120, frames.shape), 0, 255).astype(np.uint8)
     records = runtime.run(noisy, ids=[str(i) for i in range(len(noisy))])
     assert runtime.recalibrations >= 1
-    assert runtime.detector is not detector and runtime.detector.quality == "agreement"
+    refitted = runtime.models["speculative"].detector
+    assert refitted is not detector and refitted.quality == "agreement"
     # Refitted on noisy traffic, it escalates more of it than the clean-data detector did.
     noisy_logits = predict_logits(speculative, noisy)
-    assert runtime.detector.escalate(noisy_logits).mean() > detector.escalate(noisy_logits).mean()
+    assert refitted.escalate(noisy_logits).mean() > detector.escalate(noisy_logits).mean()
     # While it re-calibrated, every frame was answered by the master.
     assert sum(r.route is Route.ESCALATED for r in records) >= 300
 
@@ -54,4 +55,6 @@ def test_alarm_on_noisy_frames_recalibrates_the_detector(served):
 def test_recalibration_needs_an_audit(digits_models):
     _, _, speculative = digits_models
     with pytest.raises(ConfigError, match="give an audit too"):
-        EdgeRuntime(mode=Mode.LOCAL, local_model=speculative, recalibration=RecalibrationBuffer(size=10))
+        EdgeRuntime(
+            master=LocalModel("m", TorchRunner(speculative)), mode="private", recalibration=RecalibrationBuffer(size=10)
+        )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from specedge.backends import TorchRunner
 from specedge.cloud import InferenceEngine, create_server
 from specedge.detector import MisspeculationDetector
 from specedge.detector.audit import AgreementAudit
 from specedge.edge.cloud_client import CloudClient
-from specedge.edge.runtime import EdgeRuntime, Mode, Route
+from specedge.edge.records import Route
+from specedge.edge.runtime import EdgeRuntime, LocalModel
 from specedge.errors import ConfigError
 from specedge.simulator import get_link_profile
 from specedge.simulator.system import CLOUD_ONLY, SPECEDGE, evaluate_system
@@ -30,10 +32,12 @@ def runs(digits_models):
             audit = AgreementAudit(target=0.5, share=0.1)
             plans = {
                 "SpecEdge": EdgeRuntime(
-                    mode=Mode.SPECULATE, local_model=speculative, detector=detector, cloud=client, audit=audit
+                    speculative=[LocalModel("speculative", TorchRunner(speculative), detector)],
+                    cloud=client,
+                    audit=audit,
                 ),
-                "cloud-only": EdgeRuntime(mode=Mode.CLOUD, cloud=client),
-                "mobile-only": EdgeRuntime(mode=Mode.LOCAL, local_model=master),
+                "cloud-only": EdgeRuntime(cloud=client, mode="mission-critical"),
+                "mobile-only": EdgeRuntime(master=LocalModel("master", TorchRunner(master)), mode="private"),
             }
             records = {
                 name: runtime.run(images, ids=[f"{name}/{i}" for i in range(len(images))])
