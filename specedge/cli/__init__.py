@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from specedge import __version__
-from specedge.cli import bundle, calibrate, compress, demo, emulate, info, pool, serve, simulate, train
+from specedge.cli import bundle, calibrate, compress, demo, edge, emulate, info, pool, serve, simulate, train
 from specedge.cli._args import ArgumentParser
 from specedge.errors import SpecEdgeError
 from specedge.models import import_plugin
@@ -30,7 +30,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"specedge {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     subparsers.required = True
-    for module in (demo, train, compress, pool, calibrate, bundle, simulate, info, serve, emulate):
+    for module in (demo, train, compress, pool, calibrate, bundle, edge, simulate, info, serve, emulate):
         module.register(subparsers)
     return parser
 
