@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from specedge.demo.live import LiveLinkRun, live_lines
 from specedge.detector import MisspeculationDetector
 from specedge.detector.audit import AuditStatus
 from specedge.detector.report import DetectorEvaluation
@@ -93,6 +94,7 @@ class DemoReport:
     audit: AuditStatus | None
     runs: list[StrategyRun]
     server_request_ids: list[str]
+    live: list[LiveLinkRun]  # the selector-driven runtime on each emulated link
     evaluations: list[SystemEvaluation]  # simulated per link, the selector minimising energy
     latency_evaluations: list[SystemEvaluation]  # the same, the selector minimising latency
     device: str
@@ -133,6 +135,7 @@ class DemoReport:
                 }
                 for run in self.runs
             },
+            "live_links": [run.to_dict() for run in self.live],
             "simulation": {
                 "device": self.device,
                 "fps": self.fps,
@@ -301,7 +304,10 @@ def format_report(report: DemoReport) -> str:
             f"  {run.strategy:<12} {_pct(run.accuracy):>9} {lat.mean():>9.3f} {np.percentile(lat, 50):>9.3f} "
             f"{np.percentile(lat, 95):>9.3f} {len(run.cloud_ids):>12}"
         )
-    lines += ["", *_simulated_lines(report), "", "Verdict"]
+    lines += ["", *_simulated_lines(report)]
+    if report.live:
+        lines += ["", *live_lines(report.live, objective="energy", fps=report.fps)]
+    lines += ["", "Verdict"]
     refusal = _verdict_refusal(report)
     if refusal is not None:
         lines.append(f"  {refusal}")

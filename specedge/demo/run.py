@@ -13,7 +13,10 @@
 7. feed those real records (escalations, audits, message sizes, server times) to the
    simulator: a camera at ``fps`` frames per second on 3G / LTE / WiFi with radio promotion and
    tails, compute priced on a named device profile, and the selector's choice per link;
-8. write records, the server's request log, a JSON report and plots into the output folder.
+8. write an edge bundle (every candidate with its detector, and the master) and stream the test set
+   through the edge runtime with its per-input selector on, once per link, the real server behind
+   the loopback link emulator (:mod:`specedge.demo.live`);
+9. write records, the server's request log, a JSON report and plots into the output folder.
 
 Everything transient (the server process, its port file) is removed on exit, also on Ctrl-C.
 """
@@ -42,6 +45,7 @@ from specedge.demo.candidates import (
     minion_pair,
     on_device,
 )
+from specedge.demo.live import LiveLinkRun, run_live_links, write_demo_bundle
 from specedge.demo.report import DemoReport, ModelSummary, StrategyRun
 from specedge.detector import MisspeculationDetector, ModelOutputs, check_target
 from specedge.detector.audit import AgreementAudit
@@ -178,7 +182,7 @@ def _loaded(path: Path, splits: DatasetSplits, role: str) -> _Model:
 
 
 def _write_records(path: Path, runs: list[StrategyRun], labels: np.ndarray) -> None:
-    fields = ["strategy", "index", "label", *InferenceRecord.__dataclass_fields__]
+    fields = ["strategy", "index", "label", *InferenceRecord.__dataclass_fields__, "outcome"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -297,12 +301,13 @@ def _serve_and_run(
     master: _Model,
     master_device: Candidate,
     speculative: Candidate,
+    candidates: list[Candidate],
     detector: MisspeculationDetector,
     audit: AgreementAudit | None,
     test: Dataset,
     log: Log,
-) -> tuple[list[StrategyRun], list[str]]:
-    """The three runs against a real server in a child process; their records and the server's log."""
+) -> tuple[list[StrategyRun], list[str], list[LiveLinkRun]]:
+    """The three runs against a real server in a child process, then the live runs on emulated links."""
     request_log_path = config.out_dir / "cloud_requests.jsonl"
     request_log_path.unlink(missing_ok=True)
     training_threads = torch.get_num_threads()
@@ -320,9 +325,36 @@ def _serve_and_run(
                     client=client,
                     test=test,
                 )
+            cloud_only = next(run for run in runs if run.strategy == "cloud-only").records
+            bundle = write_demo_bundle(
+                config.out_dir / "bundle",
+                candidates=candidates,
+                chosen=speculative,
+                master=master.path,
+                device="host-x86" if config.device == HOST_MEASURED else config.device,
+                link=config.links[0],
+                server_s=float(np.median([(r.cloud_queue_us or 0) + (r.cloud_compute_us or 0) for r in cloud_only]))
+                / 1e6,
+            )
+            log(f"edge bundle written to {bundle.path}; live runs with the selector on " + ", ".join(config.links))
+            live = [
+                run
+                for device_master in (True, False)
+                for run in run_live_links(
+                    bundle,
+                    candidates=candidates,
+                    master=master_device,
+                    server_target=server.target,
+                    model_name=master.name,
+                    links=config.links,
+                    test=test,
+                    fps=config.fps,
+                    device_master=device_master,
+                )
+            ]
     finally:
         torch.set_num_threads(training_threads)
-    return runs, [entry.request_id for entry in read_request_log(request_log_path)]
+    return runs, [entry.request_id for entry in read_request_log(request_log_path)], live
 
 
 def _simulate(
@@ -464,11 +496,12 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
 
     test = splits.test if config.limit is None else splits.test.subset(np.arange(min(config.limit, len(splits.test))))
     n = len(test)
-    runs, server_ids = _serve_and_run(
+    runs, server_ids, live = _serve_and_run(
         config,
         master=master,
         master_device=master_device,
         speculative=chosen,
+        candidates=candidates,
         detector=detector,
         audit=audit,
         test=test,
@@ -487,6 +520,7 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         audit=None if audit is None else audit.status(),
         runs=runs,
         server_request_ids=server_ids,
+        live=live,
         evaluations=simulated["energy"],
         latency_evaluations=simulated["latency"],
         device=config.device,
@@ -494,6 +528,9 @@ def run_demo(config: DemoConfig, *, log: Log = print) -> DemoReport:
         out_dir=out,
     )
     _write_records(out / "records.csv", runs, test.labels)
+    with (out / "live-records.jsonl").open("w") as handle:  # the same records as specedge edge --log writes
+        for live_run in live:
+            handle.writelines(json.dumps(r.to_dict()) + "\n" for r in live_run.records)
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if config.plots:
         plot_outcomes(

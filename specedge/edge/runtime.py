@@ -334,9 +334,9 @@ class EdgeRuntime:
         if not plan.detect:
             trace.flag = plan.blocked  # the master could not be reached at all (mission-critical)
             return
+        if self.audit is not None and self.mode is Mode.NORMAL:
+            self._audit(trace, image, deadline_at)
         if not trace.escalate:
-            if self.audit is not None and self.mode is Mode.NORMAL and self.audit.should_audit():
-                self._audit(trace, image, deadline_at)
             return
         where, flag = self.policy.recovery(plan, now_s=self._clock(), deadline_at_s=deadline_at)
         if where is Action.CLOUD and self._ask_cloud(trace, image, deadline_at, route=Route.ESCALATED):
@@ -420,16 +420,22 @@ class EdgeRuntime:
         return True
 
     def _audit(self, trace: _Trace, image: np.ndarray, deadline_at: float | None) -> None:
-        """Send a kept answer to the master too; the answer stays local, the audit learns whether they agree."""
-        trace.audited = True
-        response = self._call(trace, image, deadline_at)
-        if response is not None:
-            trace.response = response
+        """The audit sees every detected input; a random share of kept answers is also sent to the master.
+
+        An audited answer stays local; the audit learns whether the master agrees with it.
+        """
         assert self.audit is not None
-        if response is None:
-            return
+        master = None
+        if not trace.escalate and self.audit.should_audit():
+            trace.audited = True
+            response = self._call(trace, image, deadline_at)
+            if response is not None:
+                trace.response = response
+                master = int(response.logits[0].argmax())
         alarm = self.audit.observe(
-            kept=True, speculative=trace.local_prediction, master=int(response.logits[0].argmax())
+            kept=not trace.escalate,
+            speculative=trace.local_prediction if master is not None else None,
+            master=master,
         )
         self.recalibrating = alarm and self.recalibration is not None
 

@@ -90,7 +90,7 @@ def test_audits_send_kept_answers_to_the_master_without_changing_them(setup):
     assert all(r.cloud_prediction is not None and not r.verified for r in kept)
     assert _served(log, before) == [r.input_id for r in records]
     status = audit.status()
-    assert status.audited == len(kept)
+    assert status.seen == len(records) and status.kept == status.audited == len(kept)
     assert status.audited_agree == sum(r.local_prediction == r.cloud_prediction for r in kept)
 
 
