@@ -78,6 +78,7 @@ class LinkEstimate:
         self._last_end_s = -math.inf
         self.samples = 0  # observations learned from
         self.ignored = 0  # observations rejected as non-finite, negative or impossible
+        self._transfers = 0  # sessions marked; with samples, what state_key() changes with
 
     # --- what it knows -------------------------------------------------------------------------
 
@@ -222,6 +223,18 @@ class LinkEstimate:
         self._radio.begin(max(start_s, self._last_end_s), uplink_bytes=up, downlink_bytes=down)  # no overlaps
         self._radio.end(end_s)
         self._last_end_s = end_s
+        self._transfers += 1
+
+    def state_key(self, at_s: float, *, resolution_s: float = 0.005) -> tuple[int, int, float]:
+        """A key under which predictions for a call at ``at_s`` stay the same, for callers that cache them.
+
+        Predictions change with every observation and marked transfer, and with time only while the
+        radio is in a tail (promotion and remaining tail depend on the gap): then the key moves every
+        ``resolution_s``; once the radio is idle, time no longer matters.
+        """
+        gap_s = at_s - self._last_end_s
+        idle = gap_s >= self.profile.radio.tail_s(0)
+        return self.samples, self._transfers, -1.0 if idle else math.floor(at_s / resolution_s) * resolution_s
 
     def to_dict(self) -> dict[str, Any]:
         """The estimate and its seed, for logs."""

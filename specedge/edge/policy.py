@@ -125,6 +125,9 @@ class Policy:
         self.timeout_factor = timeout_factor
         self.timeout_margin_s = timeout_margin_s
         self.max_timeout_s = max_timeout_s
+        # The hot path: consecutive inputs usually see the same link state and get the same plan.
+        self._costs_cache: tuple[object, Costs] | None = None
+        self._plan_cache: tuple[object, Plan] | None = None
         self.mode = mode  # checked against the models, through the setter
 
     # --- the mode --------------------------------------------------------------------------------
@@ -164,11 +167,16 @@ class Policy:
         """``L_t`` and ``E_t`` of one escalation now, from the live link estimate (None without one)."""
         if self.link is None or self.payload is None:
             return None
+        key = (self.link.state_key(now_s), self.payload)
+        if self._costs_cache is not None and self._costs_cache[0] == key:
+            return self._costs_cache[1]
         p = self.payload
-        return Costs(
+        costs = Costs(
             self.link.round_trip_s(p.request_bytes, p.response_bytes, p.server_s, at_s=now_s),
             self.link.transfer_energy_mj(p.request_bytes, p.response_bytes, at_s=now_s, server_s=p.server_s),
         )
+        self._costs_cache = (key, costs)
+        return costs
 
     def _options(self) -> list[LocalOption]:
         if self.mode is not Mode.POWER_SAVING:
@@ -204,6 +212,26 @@ class Policy:
                 blocked=None if recovery else blocked,
                 reason=f"{self.mode.value}: speculate:{options[0].model_id} (selector off)",
             )
+        key = (self._mode, advice, blocked, cloud, allow_speculate, self.objective)
+        if slack_s is None and self._plan_cache is not None and self._plan_cache[0] == key:
+            return self._plan_cache[1]
+        plan = self._choose(options, cloud, blocked, advice, slack_s, allow_speculate=allow_speculate)
+        if slack_s is None:
+            self._plan_cache = (key, plan)
+        return plan
+
+    def _choose(
+        self,
+        options: list[LocalOption],
+        cloud: Costs | None,
+        blocked: str | None,
+        advice: Advice | None,
+        slack_s: float | None,
+        *,
+        allow_speculate: bool,
+    ) -> Plan:
+        """The selector's choice as a plan."""
+        mission = self.mode is Mode.MISSION_CRITICAL
         choice = choose(
             options,
             master=self.master,
