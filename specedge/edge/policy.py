@@ -210,7 +210,8 @@ class Policy:
                 detect=True,
                 recovery=recovery,
                 blocked=None if recovery else blocked,
-                reason=f"{self.mode.value}: speculate:{options[0].model_id} (selector off)",
+                reason=f"{self.mode.value}: speculate:{options[0].model_id} (selector off)"
+                + ("" if blocked in (None, "private", "no-recovery") else f"; {blocked}"),
             )
         key = (self._mode, advice, blocked, cloud, allow_speculate, self.objective)
         if slack_s is None and self._plan_cache is not None and self._plan_cache[0] == key:

@@ -9,6 +9,7 @@ reads (history windows, probe back-off) is driven through the injected clock.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from specedge.edge.history import SpeculationHistory
 from specedge.edge.link_estimate import LinkEstimate
 from specedge.edge.records import InferenceRecord, Route
 from specedge.edge.runtime import EdgeInput, EdgeRuntime, LocalModel
+from specedge.emulator import LinkEmulator
 from specedge.models import save_artifact
 from specedge.simulator import get_link_profile
 from specedge.training import predict_logits
@@ -230,3 +232,33 @@ def test_one_bad_input_does_not_stop_the_stream(world, server, tmp_path: Path):
         records = list(runtime.stream(inputs))
     assert [r.outcome for r in records] == ["ok", "error", "error", "ok"]
     assert records[1].route is None and "(N, 1, 8, 8)" in (records[1].error or "")
+
+
+def test_a_slow_cloud_moves_recovery_to_the_device_master_until_a_probe(world, server):
+    """SIEVE's server-load detection with M&MNet's answer to it: round trips far above the estimate."""
+    _, master, _, _, images, doubtful, _ = world
+    frames = [images[i] for i in np.flatnonzero(doubtful)[:6]]
+    slow = dataclasses.replace(get_link_profile("lte"), rtt_ms=600.0)  # ten times the round trip believed
+    clock = ManualClock()
+    with LinkEmulator(server.target, slow) as emulator, CloudClient(emulator.target, model_name="master") as client:
+        runtime = EdgeRuntime(
+            speculative=[_spec(world)],
+            master=LocalModel("master", TorchRunner(master), latency_s=0.01, energy_mj=50.0),
+            cloud=client,
+            # Learn slowly and wait long, so the slow round trips are seen as load, not learnt or timed out.
+            link=LinkEstimate(get_link_profile("lte"), smoothing=0.01),
+            timeouts={"timeout_margin_s": 5.0},
+            clock=clock,
+        )
+        runtime.warm_up(images[0])
+        first = [runtime.classify(frame, input_id=f"slow/{i}") for i, frame in enumerate(frames[:3])]
+        suspended = runtime.classify(frames[3], input_id="slow/3")
+        clock.advance(5.0)  # a probe is due
+        probe = runtime.classify(frames[4], input_id="slow/4")
+        after = runtime.classify(frames[5], input_id="slow/5")
+    assert all(r.route is Route.ESCALATED for r in first)  # the first slow round trips are still taken
+    assert runtime.policy.health.state.value == "slow"
+    assert suspended.route is Route.DEVICE_MASTER and suspended.attempts == 0 and "cloud-slow" in suspended.decision
+    assert suspended.verified and suspended.flag is None
+    assert probe.route is Route.ESCALATED and probe.attempts == 1  # the probe: still slow, so ...
+    assert after.route is Route.DEVICE_MASTER and after.attempts == 0  # ... recovery stays on the device
