@@ -441,11 +441,9 @@ def _overhead_note(overheads: list[dict[str, Any]]) -> str:
         f"decision overhead vs the 5% goal: the decision path costs {min(overhead):.0f}-{max(overhead):.0f} us "
         f"per input whatever the model, the speculative forward passes {min(forward):.0f}-{max(forward):.0f} us; "
         "a ratio below 0.05 would need the decision path under a few us. Parts (us): "
-        f"{parts}. policy.plan is dominated by policy.cloud_costs (LinkEstimate.transfer_energy_mj: radio copies "
-        "and session_energies on one-element numpy arrays; wire_bytes recomputed twice per call), recomputed "
-        "every input although nothing changes between kept inputs; detector.decide spends most of its time in "
-        "scipy.special.logsumexp's array-API dispatch for one 10-logit row. details.decision_overhead[].micro_us "
-        "times each call alone."
+        f"{parts}. The detector (numpy scores on one row, its estimator checks) is the largest part; policy.plan "
+        "reuses the cloud costs and the plan while the link state is unchanged (pricing anew costs ~60 us). "
+        "details.decision_overhead[].micro_us times each call alone."
     )
 
 
