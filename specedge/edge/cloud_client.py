@@ -2,7 +2,8 @@
 
 A thin transport seam: it encodes images, makes the RPC, checks and decodes the answer, and
 measures the round trip and the serialized message sizes (what a link emulator charges for).
-Retry policy, TLS and link emulation wrap it from outside; each call takes its own deadline.
+Retry policy and link emulation wrap it from outside; each call takes its own deadline. TLS,
+mutual TLS and a bearer token are constructor options.
 
 Every failure is mapped here, once, to one :class:`~specedge.errors.CloudError` subclass whose
 ``kind`` the edge's policy acts on (:func:`_failure`):
@@ -28,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -117,6 +119,13 @@ class CloudClient:
         timeout_s: default deadline of each RPC, in seconds (a call may pass its own).
         max_message_bytes: gRPC send and receive limit (the 4 MiB default breaks image batches).
         clock: seconds, for measuring round trips (``time.perf_counter``; tests pass a fake).
+        root_ca: PEM file of the CA that signed the server's certificate: connect with TLS.
+            ``tls=True`` without it trusts the system's CAs.
+        client_cert, client_key: PEM files of this client's certificate and key, for a server
+            that requires mutual TLS (both or neither; they imply TLS).
+        token: sent as ``authorization: Bearer <token>`` metadata on every call.
+        tls: connect with TLS even without ``root_ca`` (the system's trusted CAs).
+        server_name: the name to check the server's certificate against, if not the target's host.
     """
 
     def __init__(
@@ -128,27 +137,46 @@ class CloudClient:
         timeout_s: float = 10.0,
         max_message_bytes: int = 64 * 2**20,
         clock: Callable[[], float] = time.perf_counter,
+        root_ca: Path | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+        token: str | None = None,
+        tls: bool = False,
+        server_name: str | None = None,
     ) -> None:
         _check_timeout(timeout_s)
         if max_message_bytes < 1:
             raise ConfigError(f"max_message_bytes must be >= 1; got {max_message_bytes}")
+        if (client_cert is None) != (client_key is None):
+            raise ConfigError("mutual TLS needs both client_cert and client_key (or neither)")
+        if token is not None and (not token or not token.isascii() or any(c.isspace() for c in token)):
+            raise ConfigError("token must be non-empty printable ASCII without spaces (it travels as gRPC metadata)")
         self.target = target
         self.model_name = model_name
         self.model_version = model_version
         self.timeout_s = timeout_s
         self._clock = clock
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-                # Reconnect soon after the server comes back: gRPC's default back-off grows to 120 s,
-                # far longer than the edge's own probe back-off (cloud_health), which decides when to try.
-                ("grpc.initial_reconnect_backoff_ms", _RECONNECT_MIN_MS),
-                ("grpc.min_reconnect_backoff_ms", _RECONNECT_MIN_MS),
-                ("grpc.max_reconnect_backoff_ms", _RECONNECT_MAX_MS),
-            ],
-        )
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            # Reconnect soon after the server comes back: gRPC's default back-off grows to 120 s,
+            # far longer than the edge's own probe back-off (cloud_health), which decides when to try.
+            ("grpc.initial_reconnect_backoff_ms", _RECONNECT_MIN_MS),
+            ("grpc.min_reconnect_backoff_ms", _RECONNECT_MIN_MS),
+            ("grpc.max_reconnect_backoff_ms", _RECONNECT_MAX_MS),
+        ]
+        if tls or root_ca is not None or client_cert is not None:
+            if server_name is not None:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read_pem(root_ca, "root CA") if root_ca is not None else None,
+                private_key=_read_pem(client_key, "client key") if client_key is not None else None,
+                certificate_chain=_read_pem(client_cert, "client certificate") if client_cert is not None else None,
+            )
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = GRPCInferenceServiceStub(self._channel)  # type: ignore[no-untyped-call]  # generated
 
     # --- inference -----------------------------------------------------------------------------
@@ -280,7 +308,8 @@ class CloudClient:
             _check_timeout(timeout_s)
         try:
             method = getattr(self._stub, rpc)
-            return method(request, timeout=timeout_s if timeout_s is not None else self.timeout_s)
+            timeout = timeout_s if timeout_s is not None else self.timeout_s
+            return method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
@@ -298,6 +327,13 @@ class CloudClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
 
 
 def _check_timeout(timeout_s: float) -> None:

@@ -8,15 +8,18 @@ between numpy arrays and protocol tensors and parameters.
 from __future__ import annotations
 
 from specedge.protocol.tensors import (
+    BYTES,
     DATATYPES,
     ParameterValue,
     contents_field,
     datatype_of,
+    decode_bytes,
     decode_contents,
     decode_inputs,
     decode_outputs,
     decode_raw,
     decode_tensor,
+    encode_bytes,
     encode_contents,
     encode_raw,
     read_parameters,
@@ -24,15 +27,18 @@ from specedge.protocol.tensors import (
 )
 
 __all__ = [
+    "BYTES",
     "DATATYPES",
     "ParameterValue",
     "contents_field",
     "datatype_of",
+    "decode_bytes",
     "decode_contents",
     "decode_inputs",
     "decode_outputs",
     "decode_raw",
     "decode_tensor",
+    "encode_bytes",
     "encode_contents",
     "encode_raw",
     "read_parameters",

@@ -8,6 +8,10 @@ validated here so the servicer and the client only deal in numpy arrays: a wrong
 unknown datatype, a negative dimension or a tensor sent both ways (or neither) raises
 :class:`~specedge.errors.TensorError` naming the tensor, what was expected and what arrived.
 
+BYTES tensors (strings, e.g. the top-k answers of Triton's classification extension) are
+arrays of ``bytes`` objects; in raw form each element is a 4-byte little-endian length followed
+by its bytes, as Triton serializes them.
+
 Parameters (``map<string, InferParameter>``) map to plain Python values: ``bool``, ``int``
 (int64, or uint64 above the int64 range), ``float`` and ``str``.
 """
@@ -24,15 +28,18 @@ from specedge.errors import ConfigError, TensorError
 from specedge.protocol._generated import grpc_service_pb2 as pb
 
 __all__ = [
+    "BYTES",
     "DATATYPES",
     "ParameterValue",
     "contents_field",
     "datatype_of",
+    "decode_bytes",
     "decode_contents",
     "decode_inputs",
     "decode_outputs",
     "decode_raw",
     "decode_tensor",
+    "encode_bytes",
     "encode_contents",
     "encode_raw",
     "read_parameters",
@@ -40,6 +47,7 @@ __all__ = [
 ]
 
 ParameterValue = bool | int | float | str
+BYTES = "BYTES"  # variable-length elements; not in DATATYPES, which maps fixed-size types to numpy
 
 # datatype -> (little-endian numpy dtype, typed InferTensorContents field or None for raw-only).
 # UINT8/16/32 share uint_contents and INT8/16/32 share int_contents, as the protocol specifies.
@@ -186,6 +194,45 @@ def decode_contents(
     return np.asarray(values, dtype=dtype).reshape(dims)
 
 
+# --- BYTES -------------------------------------------------------------------------------------
+
+
+def encode_bytes(values: np.ndarray) -> bytes:
+    """An array of ``bytes`` (or ``str``, UTF-8 encoded) -> Triton's raw BYTES serialization."""
+    parts = []
+    for value in np.asarray(values, dtype=object).ravel():
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        parts += [len(data).to_bytes(4, "little"), data]
+    return b"".join(parts)
+
+
+def decode_bytes(shape: Iterable[int], raw: bytes, *, name: str = "tensor") -> np.ndarray:
+    """Raw BYTES serialization -> an object array of ``bytes`` of ``shape``; validates every length."""
+    dims = _shape(shape, name)
+    count = math.prod(dims)
+    values: list[bytes] = []
+    offset = 0
+    while offset < len(raw) and len(values) < count:
+        if offset + 4 > len(raw):
+            break
+        size = int.from_bytes(raw[offset : offset + 4], "little")
+        offset += 4
+        if offset + size > len(raw):
+            raise TensorError(
+                f"tensor {name!r} (BYTES) element {len(values)} declares {size} bytes; only {len(raw) - offset} remain"
+            )
+        values.append(raw[offset : offset + size])
+        offset += size
+    if len(values) != count or offset != len(raw):
+        raise TensorError(
+            f"tensor {name!r} (BYTES, shape {list(dims)}) needs {count} length-prefixed elements "
+            f"filling its {len(raw)} raw bytes; got {len(values)} elements using {offset} bytes"
+        )
+    array = np.empty(count, dtype=object)
+    array[:] = values
+    return array.reshape(dims)
+
+
 # --- whole tensors and messages -----------------------------------------------------------------
 
 
@@ -198,6 +245,8 @@ def decode_tensor(tensor: _Tensor, raw: bytes | None) -> np.ndarray:
 
     Exactly one of the two must carry the data: both or neither raise TensorError.
     """
+    if tensor.datatype == BYTES:
+        return _decode_bytes_tensor(tensor, raw)
     _dtype(tensor.datatype, tensor.name)
     if raw is not None:
         if _has_typed(tensor):
@@ -206,6 +255,23 @@ def decode_tensor(tensor: _Tensor, raw: bytes | None) -> np.ndarray:
     if not _has_typed(tensor) and math.prod(_shape(tensor.shape, tensor.name)) > 0:
         raise TensorError(f"tensor {tensor.name!r} has no data: neither raw contents nor typed contents")
     return decode_contents(tensor.datatype, tensor.shape, tensor.contents, name=tensor.name)
+
+
+def _decode_bytes_tensor(tensor: _Tensor, raw: bytes | None) -> np.ndarray:
+    typed = tensor.contents.bytes_contents
+    if raw is not None:
+        if _has_typed(tensor):
+            raise TensorError(f"tensor {tensor.name!r} has both raw contents and typed contents; send exactly one")
+        return decode_bytes(tensor.shape, raw, name=tensor.name)
+    dims = _shape(tensor.shape, tensor.name)
+    if len(typed) != math.prod(dims):
+        raise TensorError(
+            f"tensor {tensor.name!r} (BYTES, shape {list(dims)}) needs {math.prod(dims)} values in "
+            f"contents.bytes_contents; got {len(typed)}"
+        )
+    array = np.empty(len(typed), dtype=object)
+    array[:] = list(typed)
+    return array.reshape(dims)
 
 
 def _decode_all(tensors: Sequence[_Tensor], raw: Sequence[bytes], what: str) -> dict[str, np.ndarray]:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
-from specedge.cloud.process import CloudServerProcess, read_request_log
+from specedge.cloud.process import CloudServerProcess, ParentWatch, read_request_log
 from specedge.edge.cloud_client import CloudClient
 from specedge.errors import CloudError, ConfigError
 from specedge.models import build_classifier, save_artifact
@@ -94,3 +98,60 @@ def test_child_that_never_binds_times_out(tmp_path: Path) -> None:
 def test_constructor_validates() -> None:
     with pytest.raises(ConfigError, match="at least one model"):
         CloudServerProcess([])
+
+
+_PARENT = """
+import sys, time
+from pathlib import Path
+from specedge.cloud.process import CloudServerProcess
+cloud = CloudServerProcess([Path(sys.argv[1])]).start()
+print(cloud.pid, cloud.temp_dir, cloud.port, flush=True)
+time.sleep(600)
+"""
+
+
+def _gone_or_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited; reaping is init's job
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_server_dies_with_its_parent(artifact: Path, tmp_path: Path, sig: int) -> None:
+    """Kill the parent however (SIGKILL runs no cleanup at all): its server child stops within seconds."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(artifact)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        assert line, f"the parent exited with {parent.wait()} before starting the server"
+        pid_text, temp_dir, port = line.split()
+        child = int(pid_text)
+        with CloudClient(f"127.0.0.1:{port}", model_name="master") as client:
+            client.wait_until_ready(30)
+        parent.send_signal(sig)
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while not _gone_or_zombie(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone_or_zombie(child), f"server {child} outlived its parent by 5 s"
+        while Path(temp_dir).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(temp_dir).exists()  # the orphan removed the dead parent's temporary folder
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def test_parent_watch_refuses_a_dead_parent() -> None:
+    watch = ParentWatch(os.getppid())
+    assert not watch.orphaned
+    unrelated = ParentWatch(os.getpid())  # not our parent: as if the parent had died and we were re-parented
+    assert unrelated.orphaned  # start() would return False (not called here: it arms prctl on pytest itself)
+    with pytest.raises(ConfigError, match="parent_pid must be a process id >= 1"):
+        ParentWatch(0)

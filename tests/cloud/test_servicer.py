@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -18,7 +19,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from torch import nn
 
 import specedge
-from specedge.cloud import InferenceEngine, RequestLog, create_server
+from specedge.cloud import InferenceEngine, InferenceResult, ModelMetadata, RequestLog, create_server
+from specedge.cloud.engine import ModelConfigInfo
+from specedge.cloud.statistics import BatchStats, Duration, ModelStats
 from specedge.models import ImageClassifier, build_classifier
 from specedge.protocol import tensors
 from specedge.protocol._generated import grpc_service_pb2 as pb
@@ -91,7 +94,8 @@ def test_server_live_ready_and_metadata(stub: GRPCInferenceServiceStub) -> None:
     assert stub.ServerLive(pb.ServerLiveRequest()).live
     assert stub.ServerReady(pb.ServerReadyRequest()).ready
     meta = stub.ServerMetadata(pb.ServerMetadataRequest())
-    assert (meta.name, meta.version, list(meta.extensions)) == ("specedge", specedge.__version__, [])
+    assert (meta.name, meta.version) == ("specedge", specedge.__version__)
+    assert list(meta.extensions) == ["classification", "model_configuration", "statistics"]
 
 
 def test_model_ready(stub: GRPCInferenceServiceStub) -> None:
@@ -218,21 +222,21 @@ def _mutate_batch(r: pb.ModelInferRequest) -> None:
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 BAD_REQUESTS = [
-    (_mutate_datatype, INVALID, "input 'images' has datatype 'FP32'; model 'master' expects UINT8"),
-    (_mutate_shape, INVALID, r"must be uint8 \(N, 1, 8, 8\).*got shape \[1, 1, 4, 16\]"),
+    (_mutate_datatype, INVALID, "input 'images' has datatype 'FP32'; the model expects UINT8"),
+    (_mutate_shape, INVALID, r"has shape \[1, 1, 4, 16\]; the model expects \[N, 1, 8, 8\]"),
     (
         _mutate_bytes,
         INVALID,
         r"'images' \(UINT8, shape \[1, 1, 8, 8\]\) needs 64 bytes of raw contents; got 63",
     ),
-    (_mutate_name, INVALID, "unknown input 'image'; model 'master' expects 'images'"),
+    (_mutate_name, INVALID, "unknown input 'image'; the model's input is 'images'"),
     (_mutate_two_inputs, INVALID, "takes exactly one input, 'images'; the request has 2"),
     (_mutate_both_contents, INVALID, "both raw contents and typed contents"),
     (_mutate_model, grpc.StatusCode.NOT_FOUND, "unknown model 'nope'; this server serves: master"),
     (_mutate_version, grpc.StatusCode.NOT_FOUND, "model 'master' has no version '7'; available: 1"),
     (_mutate_output, INVALID, "unknown output 'probs'"),
-    (_mutate_param, INVALID, "'binary_data_output' must be a bool; got 'no'"),
-    (_mutate_batch, INVALID, "1 <= N <= 16; got batch size 17"),
+    (_mutate_param, INVALID, "'binary_data_output' must be a bool .*; got 'no'"),
+    (_mutate_batch, INVALID, "batch size 17; this server accepts at most 16 per request"),
 ]
 
 
@@ -388,3 +392,240 @@ def test_graceful_stop_finishes_in_flight_requests(classifier: ImageClassifier, 
         with pytest.raises(grpc.RpcError) as info:
             stub.ModelInfer(_request(images), timeout=2)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+# --- issue 10: Triton parameters, streaming, configuration, statistics -----------------------------
+
+
+def _top_k_strings(logits: np.ndarray, k: int) -> list[list[bytes]]:
+    """What Triton's classification extension answers: "%f:%d", best first."""
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return [[b"%f:%d" % (float(row[i]), int(i)) for i in idx] for row, idx in zip(logits, order, strict=True)]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_classification_gives_top_k_strings_like_triton(
+    stub: GRPCInferenceServiceStub, classifier: ImageClassifier, rng: np.random.Generator, binary: bool
+) -> None:
+    images = _images(rng, 4)
+    request = _request(images)
+    tensors.write_parameters(request.outputs.add(name="logits").parameters, {"classification": 3})
+    tensors.write_parameters(request.parameters, {"binary_data_output": binary})
+    response = stub.ModelInfer(request)
+    (output,) = response.outputs
+    assert (output.name, output.datatype, list(output.shape)) == ("logits", "BYTES", [4, 3])
+    assert len(response.raw_output_contents) == int(binary)
+    assert _logits(response).tolist() == _top_k_strings(_oracle(classifier, images), 3)
+
+
+PARAMETER_CASES = [
+    ({"priority": 1}, {}, INVALID, "priority is not supported"),
+    ({"timeout": 1}, {}, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"),
+    ({}, {"classification": 11}, INVALID, "classification"),
+    ({}, {"classification": -1}, INVALID, "classification"),
+    ({"specedge_recovery": 1}, {}, INVALID, "specedge_recovery"),
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    PARAMETER_CASES,
+    ids=["priority", "timeout-expired", "class-count-too-large", "class-count-negative", "recovery-not-bool"],
+)
+def test_standard_and_specedge_parameters_are_checked(
+    stub: GRPCInferenceServiceStub,
+    request_log: RequestLog,
+    rng: np.random.Generator,
+    case: tuple[dict[str, object], dict[str, object], grpc.StatusCode, str],
+) -> None:
+    params, output_params, code, message = case
+    request = _request(_images(rng), request_id="p")
+    tensors.write_parameters(request.parameters, params)
+    if output_params:
+        tensors.write_parameters(request.outputs.add(name="logits").parameters, output_params)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request)
+    assert info.value.code() == code
+    assert message in info.value.details(), info.value.details()
+    assert [(e.request_id, e.status) for e in request_log.entries()] == [("p", code.name)]
+
+
+def test_generous_timeout_and_grpc_deadline_are_answered(
+    stub: GRPCInferenceServiceStub, classifier: ImageClassifier, rng: np.random.Generator
+) -> None:
+    images = _images(rng, 2)
+    request = _request(images)
+    tensors.write_parameters(request.parameters, {"timeout": 30_000_000, "priority": 0})
+    response = stub.ModelInfer(request, timeout=30)
+    np.testing.assert_array_equal(_logits(response), _oracle(classifier, images))
+
+
+def test_recovery_with_speculative_prediction_is_logged_with_agreement(
+    stub: GRPCInferenceServiceStub, classifier: ImageClassifier, request_log: RequestLog, rng: np.random.Generator
+) -> None:
+    images = _images(rng, 1)
+    top = int(_oracle(classifier, images).argmax())
+    for request_id, guess in (("agree", top), ("disagree", (top + 1) % 10)):
+        request = _request(images, request_id=request_id)
+        tensors.write_parameters(
+            request.parameters, {"specedge_recovery": True, "specedge_speculative_prediction": guess}
+        )
+        stub.ModelInfer(request)
+    entries = request_log.entries()
+    assert [(e.request_id, e.recovery, e.speculative_prediction, e.agreed) for e in entries] == [
+        ("agree", True, top, True),
+        ("disagree", True, (top + 1) % 10, False),
+    ]
+
+
+def test_stream_answers_each_request_in_order_and_survives_bad_ones(
+    stub: GRPCInferenceServiceStub, classifier: ImageClassifier, request_log: RequestLog, rng: np.random.Generator
+) -> None:
+    batches = [_images(rng, n) for n in (1, 2, 3, 1)]
+    requests = [_request(images, request_id=f"s-{i}") for i, images in enumerate(batches)]
+    requests[1].model_name = "nope"
+    requests[2].inputs[0].datatype = "FP32"
+    replies = list(stub.ModelStreamInfer(iter(requests), timeout=30))
+    assert [r.infer_response.id for r in replies] == ["s-0", "s-1", "s-2", "s-3"]
+    assert [r.error_message.split(":")[0] for r in replies] == ["", "NOT_FOUND", "INVALID_ARGUMENT", ""]
+    assert "unknown model 'nope'" in replies[1].error_message
+    for i in (0, 3):
+        np.testing.assert_array_equal(_logits(replies[i].infer_response), _oracle(classifier, batches[i]))
+        assert replies[i].infer_response.parameters["compute_time_us"].int64_param > 0
+    statuses = [(e.request_id, e.status) for e in request_log.entries()]
+    assert statuses == [("s-0", "OK"), ("s-1", "NOT_FOUND"), ("s-2", "INVALID_ARGUMENT"), ("s-3", "OK")]
+
+
+def test_model_config_states_tensors_and_batch_size(stub: GRPCInferenceServiceStub) -> None:
+    config = stub.ModelConfig(pb.ModelConfigRequest(name="master")).config
+    assert (config.name, config.platform, config.max_batch_size) == ("master", "pytorch", 16)
+    (image,) = config.input
+    assert (image.name, image.data_type, image.format, list(image.dims)) == (
+        "images",
+        pb.TYPE_UINT8,
+        pb.ModelInput.FORMAT_NCHW,
+        [1, 8, 8],
+    )
+    (logits,) = config.output
+    assert (logits.name, logits.data_type, list(logits.dims)) == ("logits", pb.TYPE_FP32, [10])
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelConfig(pb.ModelConfigRequest(name="nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+class _Recording:
+    """A served model with batching config and statistics that records how ``infer`` was called."""
+
+    def __init__(self, engine: InferenceEngine, name: str, stats: ModelStats) -> None:
+        self.engine, self.model_name, self.model_version, self.ready = engine, name, "1", True
+        self.stats = stats
+        self.calls: list[dict[str, object]] = []
+
+    def metadata(self) -> ModelMetadata:
+        return dataclasses.replace(self.engine.metadata(), name=self.model_name)
+
+    def config(self) -> ModelConfigInfo:
+        return ModelConfigInfo(
+            name=self.model_name,
+            platform="pytorch",
+            max_batch_size=8,
+            max_queue_delay_us=500,
+            max_queue_size=32,
+            preferred_batch_sizes=(4, 8),
+            instance_count=2,
+        )
+
+    def statistics(self) -> ModelStats:
+        return self.stats
+
+    def infer(
+        self, images: np.ndarray, *, arrival_ns: int, deadline_ns: int | None = None, recovery: bool = False
+    ) -> InferenceResult:
+        self.calls.append({"arrival_ns": arrival_ns, "deadline_ns": deadline_ns, "recovery": recovery})
+        return self.engine.infer(images)
+
+
+STATS = ModelStats(
+    name="a",
+    version="1",
+    last_inference_ms=1_700_000_000_123,
+    inference_count=12,
+    execution_count=3,
+    success=Duration(5, 5_000),
+    fail=Duration(2, 300),
+    queue=Duration(5, 1_000),
+    compute_input=Duration(5, 50),
+    compute_infer=Duration(5, 3_000),
+    compute_output=Duration(5, 70),
+    batch_stats={8: BatchStats(1, 2_000), 2: BatchStats(2, 1_000)},
+)
+
+
+@pytest.fixture
+def recording_stub(engine: InferenceEngine) -> Iterator[tuple[GRPCInferenceServiceStub, dict[str, _Recording]]]:
+    models = {name: _Recording(engine, name, dataclasses.replace(STATS, name=name)) for name in ("b", "a")}
+    server, port = create_server(models)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield GRPCInferenceServiceStub(channel), models
+    server.stop(None)
+
+
+def test_infer_passes_arrival_deadline_and_recovery_to_the_model(
+    recording_stub: tuple[GRPCInferenceServiceStub, dict[str, _Recording]], rng: np.random.Generator
+) -> None:
+    stub, models = recording_stub
+    before_ns = time.perf_counter_ns()
+    request = _request(_images(rng), model="a")
+    tensors.write_parameters(request.parameters, {"timeout": 20_000_000, "specedge_recovery": True})
+    stub.ModelInfer(request, timeout=60)
+    stub.ModelInfer(_request(_images(rng), model="a"))
+    (call, plain) = models["a"].calls
+    arrival_ns = call["arrival_ns"]
+    assert isinstance(arrival_ns, int) and before_ns < arrival_ns < time.perf_counter_ns()
+    assert call["deadline_ns"] == arrival_ns + 20_000_000_000  # the timeout parameter beats the 60 s deadline
+    assert call["recovery"] is True
+    assert plain["deadline_ns"] is None and plain["recovery"] is False
+    stub.ModelInfer(_request(_images(rng), model="a"), timeout=5)
+    by_grpc = models["a"].calls[-1]
+    assert isinstance(by_grpc["arrival_ns"], int) and isinstance(by_grpc["deadline_ns"], int)
+    assert 4e9 < by_grpc["deadline_ns"] - by_grpc["arrival_ns"] < 5.1e9  # the gRPC deadline alone (~5 s)
+
+
+def test_model_config_states_dynamic_batching(
+    recording_stub: tuple[GRPCInferenceServiceStub, dict[str, _Recording]],
+) -> None:
+    stub, _ = recording_stub
+    config = stub.ModelConfig(pb.ModelConfigRequest(name="a", version="1")).config
+    assert config.max_batch_size == 8
+    batching = config.dynamic_batching
+    assert batching.max_queue_delay_microseconds == 500
+    assert list(batching.preferred_batch_size) == [4, 8]
+    assert batching.default_queue_policy.max_queue_size == 32
+    assert [(g.name, g.count) for g in config.instance_group] == [("a", 2)]
+
+
+def test_model_statistics_one_or_all_models(
+    recording_stub: tuple[GRPCInferenceServiceStub, dict[str, _Recording]],
+) -> None:
+    stub, _ = recording_stub
+    (one,) = stub.ModelStatistics(pb.ModelStatisticsRequest(name="a")).model_stats
+    assert (one.name, one.version, one.last_inference) == ("a", "1", 1_700_000_000_123)
+    assert (one.inference_count, one.execution_count) == (12, 3)
+    infer = one.inference_stats
+    durations = {f: (getattr(infer, f).count, getattr(infer, f).ns) for f in ("success", "fail", "queue")}
+    assert durations == {"success": (5, 5_000), "fail": (2, 300), "queue": (5, 1_000)}
+    assert (infer.compute_input.ns, infer.compute_infer.ns, infer.compute_output.ns) == (50, 3_000, 70)
+    assert [(b.batch_size, b.compute_infer.count, b.compute_infer.ns) for b in one.batch_stats] == [
+        (2, 2, 1_000),
+        (8, 1, 2_000),
+    ]
+    every = stub.ModelStatistics(pb.ModelStatisticsRequest()).model_stats
+    assert [s.name for s in every] == ["a", "b"]
+    for bad, code in (
+        (pb.ModelStatisticsRequest(name="nope"), grpc.StatusCode.NOT_FOUND),
+        (pb.ModelStatisticsRequest(name="a", version="9"), grpc.StatusCode.NOT_FOUND),
+        (pb.ModelStatisticsRequest(version="1"), INVALID),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelStatistics(bad)
+        assert info.value.code() == code

@@ -98,7 +98,7 @@ def test_probes_and_metadata(client: CloudClient) -> None:
 
 def test_server_side_invalid_argument_is_rejected(client: CloudClient, target: str) -> None:
     with pytest.raises(
-        CloudRejected, match=f"cloud request bad-1 to {target} failed: INVALID_ARGUMENT: .*got shape"
+        CloudRejected, match=f"cloud request bad-1 to {target} failed: INVALID_ARGUMENT: .*shape"
     ) as info:
         client.infer(np.zeros((1, 1, 4, 4), dtype=np.uint8), request_id="bad-1")
     assert (info.value.kind, info.value.status) == ("rejected", "INVALID_ARGUMENT")

@@ -202,3 +202,38 @@ def test_bad_parameters_are_refused() -> None:
     params["empty"].SetInParent()
     with pytest.raises(ConfigError, match="'empty' has no value"):
         tensors.read_parameters(params)
+
+
+# --- BYTES ---------------------------------------------------------------------------------------
+
+
+def test_bytes_round_trip_raw_and_typed() -> None:
+    values = np.array([[b"0.5:3", b""], ["é:1", b"x" * 300]], dtype=object)
+    raw = tensors.encode_bytes(values)
+    assert raw[:9] == b"\x05\x00\x00\x000.5:3"  # Triton's layout: 4-byte little-endian length, then the bytes
+    decoded = tensors.decode_bytes([2, 2], raw, name="top")
+    assert decoded.dtype == object and decoded.shape == (2, 2)
+    assert decoded.tolist() == [[b"0.5:3", b""], ["é:1".encode(), b"x" * 300]]
+
+    response = pb.ModelInferResponse()
+    response.outputs.add(name="top", datatype="BYTES", shape=[2, 2])
+    response.raw_output_contents.append(raw)
+    assert tensors.decode_outputs(response)["top"].tolist() == decoded.tolist()
+    typed = pb.ModelInferResponse()
+    typed.outputs.add(name="top", datatype="BYTES", shape=[1, 2]).contents.bytes_contents.extend([b"a", b"bc"])
+    assert tensors.decode_outputs(typed)["top"].tolist() == [[b"a", b"bc"]]
+
+
+@pytest.mark.parametrize(
+    ("shape", "raw", "message"),
+    [
+        ([2], b"\x01\x00\x00\x00a", "needs 2 length-prefixed elements"),
+        ([1], b"\x05\x00\x00\x00ab", "declares 5 bytes; only 2 remain"),
+        ([1], b"\x01\x00\x00\x00ab", "using 5 bytes"),
+        ([1], b"\x01\x00", "needs 1 length-prefixed elements"),
+        ([-1], b"", "negative dimension"),
+    ],
+)
+def test_bytes_decode_rejects_malformed_payloads(shape: list[int], raw: bytes, message: str) -> None:
+    with pytest.raises(TensorError, match=message):
+        tensors.decode_bytes(shape, raw, name="top")

@@ -64,6 +64,21 @@ class GRPCInferenceServiceStub(object):
                 request_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferResponse.FromString,
                 _registered_method=True)
+        self.ModelStreamInfer = channel.stream_stream(
+                '/inference.GRPCInferenceService/ModelStreamInfer',
+                request_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStreamInferResponse.FromString,
+                _registered_method=True)
+        self.ModelConfig = channel.unary_unary(
+                '/inference.GRPCInferenceService/ModelConfig',
+                request_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelConfigRequest.SerializeToString,
+                response_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelConfigResponse.FromString,
+                _registered_method=True)
+        self.ModelStatistics = channel.unary_unary(
+                '/inference.GRPCInferenceService/ModelStatistics',
+                request_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStatisticsRequest.SerializeToString,
+                response_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStatisticsResponse.FromString,
+                _registered_method=True)
 
 
 class GRPCInferenceServiceServicer(object):
@@ -111,6 +126,28 @@ class GRPCInferenceServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelStreamInfer(self, request_iterator, context):
+        """Run inference on a stream of requests; each is answered, in order, by one response that
+        carries either its result or its error (a bad request does not end the stream).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelConfig(self, request, context):
+        """Configuration of one model: batching, tensors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelStatistics(self, request, context):
+        """Cumulative inference statistics of one model, or of every model when the name is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GRPCInferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +180,21 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelInfer,
                     request_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferRequest.FromString,
                     response_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferResponse.SerializeToString,
+            ),
+            'ModelStreamInfer': grpc.stream_stream_rpc_method_handler(
+                    servicer.ModelStreamInfer,
+                    request_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferRequest.FromString,
+                    response_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStreamInferResponse.SerializeToString,
+            ),
+            'ModelConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelConfig,
+                    request_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelConfigRequest.FromString,
+                    response_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelConfigResponse.SerializeToString,
+            ),
+            'ModelStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModelStatistics,
+                    request_deserializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStatisticsRequest.FromString,
+                    response_serializer=specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStatisticsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +359,87 @@ class GRPCInferenceService(object):
             '/inference.GRPCInferenceService/ModelInfer',
             specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
             specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStreamInfer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/inference.GRPCInferenceService/ModelStreamInfer',
+            specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
+            specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStreamInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/ModelConfig',
+            specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelConfigRequest.SerializeToString,
+            specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/ModelStatistics',
+            specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStatisticsRequest.SerializeToString,
+            specedge_dot_protocol_dot___generated_dot_grpc__service__pb2.ModelStatisticsResponse.FromString,
             options,
             channel_credentials,
             insecure,
