@@ -80,6 +80,14 @@ class StrategyRun:
         """Measured end-to-end latency of every input."""
         return np.array([r.total_us for r in self.records], dtype=np.float64) / 1e3
 
+    def server_ms(self) -> tuple[float, float] | None:
+        """Mean server-reported queue and compute time of this run's cloud calls (None without any)."""
+        calls = [r for r in self.records if r.cloud_queue_us is not None and r.cloud_compute_us is not None]
+        if not calls:
+            return None
+        queue = float(np.mean([r.cloud_queue_us or 0 for r in calls])) / 1e3
+        return queue, float(np.mean([r.cloud_compute_us or 0 for r in calls])) / 1e3
+
 
 @dataclass
 class DemoReport:
@@ -135,6 +143,7 @@ class DemoReport:
                 }
                 for run in self.runs
             },
+            "server_ms": {run.strategy: run.server_ms() for run in self.runs},
             "live_links": [run.to_dict() for run in self.live],
             "simulation": {
                 "device": self.device,
@@ -295,14 +304,18 @@ def format_report(report: DemoReport) -> str:
             else "MISMATCH with the escalated and audited inputs)"
         ),
         "",
-        "Measured per-input latency (this machine; cloud over localhost gRPC, separate process)",
-        f"  {'strategy':<12} {'accuracy':>9} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'cloud calls':>12}",
+        "Measured per-input latency (this machine; cloud over localhost gRPC, separate process; server queue and "
+        "compute: mean per cloud call, as the server reports them)",
+        f"  {'strategy':<12} {'accuracy':>9} {'mean ms':>9} {'p50 ms':>9} {'p95 ms':>9} {'cloud calls':>12} "
+        f"{'queue ms':>9} {'compute ms':>11}",
     ]
     for run in report.runs:
         lat = run.latency_ms()
+        server = run.server_ms()
+        queue, compute = ("-", "-") if server is None else (f"{server[0]:.3f}", f"{server[1]:.3f}")
         lines.append(
             f"  {run.strategy:<12} {_pct(run.accuracy):>9} {lat.mean():>9.3f} {np.percentile(lat, 50):>9.3f} "
-            f"{np.percentile(lat, 95):>9.3f} {len(run.cloud_ids):>12}"
+            f"{np.percentile(lat, 95):>9.3f} {len(run.cloud_ids):>12} {queue:>9} {compute:>11}"
         )
     lines += ["", *_simulated_lines(report)]
     if report.live:

@@ -229,6 +229,10 @@ def _run_strategies(
     return runs
 
 
+#: The demo's cloud batches concurrent requests (up to 32 images, waiting at most 200 us for company);
+#: the edge sends one frame at a time, so its requests mostly run alone, as on a lightly loaded server.
+CLOUD_BATCHING = ("--max-batch", "32", "--max-delay-us", "200")
+
 #: A minion pair learns its two per-minion offsets on this share of validation and certifies on the rest:
 #: two numbers need few inputs, and certifying 99% agreement needs ~300 (digits has 359).
 PAIR_LEARN_FRACTION = 0.1
@@ -313,8 +317,8 @@ def _serve_and_run(
     training_threads = torch.get_num_threads()
     torch.set_num_threads(config.device_threads)  # the device answers one frame at a time
     try:
-        with CloudServerProcess([master.path], request_log_path=request_log_path) as server:
-            log(f"cloud server (separate process) listening on {server.target}")
+        with CloudServerProcess([master.path], request_log_path=request_log_path, server_args=CLOUD_BATCHING) as server:
+            log(f"cloud server (separate process, dynamic batching {' '.join(CLOUD_BATCHING)}) on {server.target}")
             with CloudClient(server.target, model_name=master.name) as client:
                 runs = _run_strategies(
                     config,
