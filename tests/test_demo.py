@@ -97,8 +97,13 @@ def test_printed_table_agrees_with_the_records(demo_run):
     served = sum(e["request_id"].startswith("SpecEdge/") for e in server_log)
     assert _table_value(stdout, "cloud requests received").startswith(f"{served} (server log; exactly")
     for strategy, calls in (("SpecEdge", escalated + audited), ("cloud-only", n), ("mobile-only", 0)):
-        row = re.search(rf"^\s+{strategy}\s+([\d.]+)%\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\d+)$", stdout, flags=re.MULTILINE)
+        row = re.search(
+            rf"^\s+{strategy}\s+([\d.]+)%\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\d+)\s+([\d.]+|-)\s+([\d.]+|-)$",
+            stdout,
+            flags=re.MULTILINE,
+        )
         assert row and int(row.group(2)) == calls
+        assert (row.group(3) == "-") == (calls == 0)  # the server's queue and compute time, for runs that called it
     for link in ("3G", "LTE", "WiFi"):
         assert re.search(rf"^\s+{link}: speculating ", stdout, flags=re.MULTILINE), f"no verdict for {link}"
 
