@@ -24,16 +24,20 @@ from the request's arrival, ``queue + compute`` covers the request from arrival 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from specedge.cloud.engine import InferenceEngine, InferenceResult, ModelMetadata, ModelNotReadyError
+from specedge.cloud.engine import (
+    InferenceEngine,
+    InferenceResult,
+    ModelConfigInfo,
+    ModelMetadata,
+    ModelNotReadyError,
+)
 from specedge.cloud.statistics import BatchStats, Duration, ModelStats
 from specedge.detector import MisspeculationDetector
 from specedge.errors import ArtifactError, ConfigError
@@ -41,7 +45,7 @@ from specedge.models.artifact import LoadedModel, load_artifact
 from specedge.models.classifier import ImageClassifier
 from specedge.pairing.duo import DuoConfig, read_duo
 
-__all__ = ["ANSWERED_BY", "DuoModel", "DuoSchedule", "EngineFactory", "load_duo"]
+__all__ = ["ANSWERED_BY", "DuoModel", "EngineFactory", "load_duo"]
 
 #: What :attr:`InferenceResult.answered_by` says: no row recomputed, every row on big, or a mix.
 ANSWERED_BY = ("little", "big", "little+big")
@@ -49,7 +53,6 @@ ANSWERED_BY = ("little", "big", "little+big")
 EngineFactory = Callable[[ImageClassifier, str], InferenceEngine]
 #: The name ``specedge pair`` gives the master in duo.json (any artifact may play it).
 _MASTER_NAME = "master"
-_RESULT_FIELDS = frozenset(field.name for field in dataclasses.fields(InferenceResult))
 
 
 class DuoModel:
@@ -86,8 +89,6 @@ class DuoModel:
         self.max_batch = min(little.max_batch, big.max_batch)
         self.image_shape = big.image_shape
         self.num_classes = big.num_classes
-        self._infer_little = _infer_call(little)
-        self._infer_big = _infer_call(big)
         self._counters = _DuoCounters()
 
     @property
@@ -99,17 +100,12 @@ class DuoModel:
         """The big model's signature under the duo's name and version."""
         return dataclasses.replace(self.big.metadata(), name=self.model_name, versions=(self.model_version,))
 
-    def config(self) -> Any:
+    def config(self) -> ModelConfigInfo:
         """The big engine's config under the duo's name, its batch limit the smaller of the two engines'."""
-        configs = [getattr(engine, "config", None) for engine in (self.little, self.big)]
-        if configs[0] is None or configs[1] is None:  # the one-lock engine has no scheduler to describe
-            return DuoSchedule(name=self.model_name, max_batch_size=self.max_batch)
-        little, big = configs[0](), configs[1]()
-        names = {field.name for field in dataclasses.fields(big)}
-        changes: dict[str, Any] = {key: self.model_name for key in ("name", "model_name") if key in names}
-        if "max_batch_size" in names:
-            changes["max_batch_size"] = min(little.max_batch_size, big.max_batch_size)
-        return dataclasses.replace(big, **changes)
+        little, big = self.little.config(), self.big.config()
+        return dataclasses.replace(
+            big, name=self.model_name, max_batch_size=min(little.max_batch_size, big.max_batch_size)
+        )
 
     def statistics(self) -> ModelStats:
         """The duo's requests, with the work of both engines behind them (Triton's fields).
@@ -119,13 +115,13 @@ class DuoModel:
         charged to the duo's successful requests; ``execution_count`` and ``batch_stats`` count
         every forward pass of either model, so the big model's share shows there.
         """
-        little, big = (_engine_stats(engine) for engine in (self.little, self.big))
+        little, big = self.little.statistics(), self.big.statistics()
         return self._counters.snapshot(self.model_name, self.model_version, little, big)
 
     def close(self) -> None:
         """Drain the little engine first (its requests may still escalate), then the big one."""
-        _close(self.little)
-        _close(self.big)
+        self.little.close()
+        self.big.close()
 
     def infer(
         self,
@@ -163,9 +159,9 @@ class DuoModel:
     ) -> tuple[InferenceResult, int]:
         """The answer and the probe's time in ns."""
         if recovery:
-            result = self._infer_big(images, arrival_ns=arrival_ns, deadline_ns=deadline_ns, recovery=True)
-            return _result(result.logits, result.queue_time_us, result.compute_time_us, answered_by="big"), 0
-        little = self._infer_little(images, arrival_ns=arrival_ns, deadline_ns=deadline_ns, recovery=False)
+            result = self.big.infer(images, arrival_ns=arrival_ns, deadline_ns=deadline_ns, recovery=True)
+            return dataclasses.replace(result, answered_by="big"), 0
+        little = self.little.infer(images, arrival_ns=arrival_ns, deadline_ns=deadline_ns, recovery=False)
         probe_started_ns = time.perf_counter_ns()
         escalate = self.detector.decide(little.logits).escalate  # (N,) bool
         n_doubted = int(escalate.sum())
@@ -174,9 +170,7 @@ class DuoModel:
         if n_doubted == 0:
             return _result(little.logits, little.queue_time_us, little.compute_time_us + probe_us, "little"), probe_ns
         # The big phase arrives now: its queue time is its own, not the little phase again.
-        big = self._infer_big(
-            images[escalate], arrival_ns=time.perf_counter_ns(), deadline_ns=deadline_ns, recovery=False
-        )
+        big = self.big.infer(images[escalate], arrival_ns=time.perf_counter_ns(), deadline_ns=deadline_ns)
         logits = little.logits.copy()
         logits[escalate] = big.logits
         return _result(
@@ -203,50 +197,10 @@ def _check_pair(little: ModelMetadata, big: ModelMetadata, detector: Misspeculat
         raise ConfigError(f"the duo's probe was fitted on {detector_classes} classes; the models output {num_classes}")
 
 
-def _infer_call(engine: InferenceEngine) -> Callable[..., InferenceResult]:
-    """``engine.infer`` with the keywords this engine takes (the one-lock engine takes only the images)."""
-    infer: Callable[..., InferenceResult] = engine.infer
-    parameters = inspect.signature(infer).parameters.values()
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-    accepted = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-    def call(images: np.ndarray, **keywords: Any) -> InferenceResult:
-        passed = keywords if takes_any else {k: v for k, v in keywords.items() if k in accepted}
-        return infer(images, **passed)
-
-    return call
-
-
 def _result(logits: np.ndarray, queue_time_us: int, compute_time_us: int, answered_by: str) -> InferenceResult:
-    extra: dict[str, Any] = {"answered_by": answered_by} if "answered_by" in _RESULT_FIELDS else {}
-    return InferenceResult(logits=logits, queue_time_us=queue_time_us, compute_time_us=compute_time_us, **extra)
-
-
-def _close(engine: InferenceEngine) -> None:
-    close = getattr(engine, "close", None)  # the one-lock engine has nothing to drain
-    if close is not None:
-        close()
-
-
-def _engine_stats(engine: InferenceEngine) -> ModelStats:
-    """The engine's statistics; nothing counted for the one-lock engine, which keeps none."""
-    statistics = getattr(engine, "statistics", None)
-    if statistics is None:
-        return ModelStats(name=engine.model_name, version=engine.model_version)
-    stats: ModelStats = statistics()
-    return stats
-
-
-@dataclasses.dataclass(frozen=True)
-class DuoSchedule:
-    """What the duo reports as its config while its engines have no scheduler (the one-lock engine)."""
-
-    name: str
-    max_batch_size: int
-    max_queue_delay_us: int = 0
-    max_queue_size: int = 0
-    preferred_batch_sizes: tuple[int, ...] = ()
-    instance_count: int = 1
+    return InferenceResult(
+        logits=logits, queue_time_us=queue_time_us, compute_time_us=compute_time_us, answered_by=answered_by
+    )
 
 
 class _DuoCounters:
@@ -396,5 +350,5 @@ def load_duo(
         )
     except BaseException:
         for started in engines:
-            _close(started)  # its workers would outlive the failed load
+            started.close()  # its workers would outlive the failed load
         raise

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from specedge.cloud import InferenceEngine, InferenceResult, create_server
-from specedge.cloud.duo import ANSWERED_BY, DuoModel, DuoSchedule, load_duo
+from specedge.cloud.duo import ANSWERED_BY, DuoModel, load_duo
+from specedge.cloud.engine import ModelConfigInfo
 from specedge.cloud.statistics import BatchStats, Duration, ModelStats
 from specedge.detector import MisspeculationDetector
 from specedge.edge.cloud_client import CloudClient
@@ -180,8 +181,8 @@ class SchedulingEngine(InferenceEngine):
         self.keywords.append({"arrival_ns": arrival_ns, "deadline_ns": deadline_ns, "recovery": recovery})
         return InferenceResult(logits=_logits(self.classifier, images), queue_time_us=5, compute_time_us=7)
 
-    def config(self) -> DuoSchedule:
-        return DuoSchedule(name=self.model_name, max_batch_size=self.max_batch, max_queue_delay_us=100)
+    def config(self) -> ModelConfigInfo:
+        return ModelConfigInfo(self.model_name, "pytorch", self.max_batch, max_queue_delay_us=100, max_queue_size=8)
 
     def statistics(self) -> ModelStats:
         return ModelStats(
@@ -206,7 +207,7 @@ def test_a_batching_engine_gets_arrival_deadline_and_recovery_and_its_time_is_su
     assert escalated["arrival_ns"] > 1_000 and escalated["deadline_ns"] == 2**62 and not escalated["recovery"]
     assert recovered == {"arrival_ns": 2_000, "deadline_ns": None, "recovery": True}
     assert result.queue_time_us == 5 + 5 and result.compute_time_us >= 7 + 7
-    assert duo.config() == DuoSchedule(name="duo", max_batch_size=64, max_queue_delay_us=100)
+    assert duo.config() == ModelConfigInfo("duo", "pytorch", 64, max_queue_delay_us=100, max_queue_size=8)
     stats = duo.statistics()
     assert stats.execution_count == 6 and stats.queue == Duration(2, 60) and stats.batch_stats == {2: BatchStats(6, 18)}
 
