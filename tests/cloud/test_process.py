@@ -133,10 +133,12 @@ def test_server_dies_with_its_parent(artifact: Path, tmp_path: Path, sig: int) -
             client.wait_until_ready(30)
         parent.send_signal(sig)
         parent.wait(10)
-        deadline = time.monotonic() + 5
+        # Within a few seconds: the watch notices at once (PR_SET_PDEATHSIG) or within 0.5 s, then the
+        # server drains (2 s grace) and exits; on a loaded 2-core CI machine that can take several seconds.
+        deadline = time.monotonic() + 15
         while not _gone_or_zombie(child) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _gone_or_zombie(child), f"server {child} outlived its parent by 5 s"
+        assert _gone_or_zombie(child), f"server {child} outlived its parent by 15 s"
         while Path(temp_dir).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not Path(temp_dir).exists()  # the orphan removed the dead parent's temporary folder
