@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from specedge.cloud.security import check_token, read_token_file
 from specedge.data import DatasetSplits, list_datasets, load_dataset
 from specedge.detector import POLICIES, QUALITIES
 from specedge.simulator import LINK_PROFILES
@@ -21,6 +22,7 @@ from specedge.training.trainer import AUGMENTATIONS, DEFAULT_TRAIN_CONFIG, MAX_R
 
 __all__ = [
     "DEFAULT_LINKS",
+    "TOKEN_ENV",
     "ArgumentParser",
     "add_common",
     "add_dataset",
@@ -28,15 +30,18 @@ __all__ = [
     "add_links",
     "add_options",
     "add_training",
+    "bearer_token",
     "comma_names",
     "default_cache_dir",
     "default_data_root",
     "fraction",
     "key_values",
+    "load_splits",
     "non_negative_int",
     "port_number",
     "positive_float",
     "positive_int",
+    "say",
     "train_config",
     "unit_interval",
 ]
@@ -327,3 +332,17 @@ def say(args: argparse.Namespace, message: str) -> None:
     """A progress message on stderr, unless ``--quiet``."""
     if not args.quiet:
         print(message, file=sys.stderr)
+
+
+#: Where ``specedge serve`` and ``specedge edge`` find the bearer token when no --token-file is given.
+TOKEN_ENV = "SPECEDGE_TOKEN"
+
+
+def bearer_token(token_file: Path | None) -> str | None:
+    """The bearer token from ``token_file``, else from ``$SPECEDGE_TOKEN``, else None."""
+    if token_file is not None:
+        return read_token_file(token_file)
+    value = os.environ.get(TOKEN_ENV)
+    if value is None:
+        return None
+    return check_token(value.strip(), source=f"environment variable {TOKEN_ENV}")

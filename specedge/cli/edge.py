@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from specedge.cli._args import add_common, load_splits, positive_float, positive_int, say
+from specedge.cli._args import (
+    TOKEN_ENV,
+    add_common,
+    bearer_token,
+    load_splits,
+    positive_float,
+    positive_int,
+    say,
+)
 from specedge.data import list_datasets
 from specedge.edge.assemble import runtime_from_bundle
 from specedge.edge.bundle import Bundle, read_bundle
@@ -211,7 +219,18 @@ def _cmd_edge(args: argparse.Namespace) -> int:
                 target = stack.enter_context(LinkEmulator(args.cloud, link)).target
                 say(args, f"emulating link {link.name} on {target} -> {args.cloud}")
             name, version = bundle.cloud_model.name, bundle.cloud_model.version
-            client = stack.enter_context(CloudClient(target, model_name=name, model_version=version))
+            client = stack.enter_context(
+                CloudClient(
+                    target,
+                    model_name=name,
+                    model_version=version,
+                    tls=args.tls,
+                    root_ca=args.tls_ca,
+                    client_cert=args.tls_cert,
+                    client_key=args.tls_key,
+                    token=bearer_token(args.token_file),
+                )
+            )
         say(args, f"loading {len(bundle.local_models)} local model(s) from {bundle.path} ...")
         runtime = runtime_from_bundle(
             bundle,
@@ -288,6 +307,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     cmd.add_argument(
         "--emulate", action="store_true", help="pass the cloud connection through a loopback emulator of --link"
+    )
+    secure = cmd.add_argument_group("securing the cloud connection (see specedge serve --tls-cert, --token-file)")
+    secure.add_argument("--tls", action="store_true", help="TLS with the system's trusted CAs")
+    secure.add_argument("--tls-ca", type=Path, metavar="FILE", help="TLS, trusting the CA certificate in FILE (PEM)")
+    secure.add_argument("--tls-cert", type=Path, metavar="FILE", help="client certificate for mutual TLS (PEM)")
+    secure.add_argument("--tls-key", type=Path, metavar="FILE", help="client key for mutual TLS (PEM)")
+    secure.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"send 'authorization: Bearer <token>' with the token in FILE (default: ${TOKEN_ENV} if set)",
     )
     cmd.add_argument(
         "--mode", choices=[m.value for m in Mode], default=Mode.NORMAL.value, help="user mode (default: normal)"

@@ -1,26 +1,31 @@
 """``specedge serve``: the cloud inference server (KServe v2 gRPC).
 
-Like :mod:`specedge.cli._args`, this CLI layer may read the environment: the bearer token comes
-from ``--token-file`` or, failing that, ``SPECEDGE_TOKEN``; everything below receives it as a value.
+The bearer token comes from ``--token-file`` or, failing that, ``SPECEDGE_TOKEN``
+(:func:`specedge.cli._args.bearer_token`); everything below receives it as a value.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import threading
 from pathlib import Path
 
-from specedge.cli._args import add_common, non_negative_int, port_number, positive_float, positive_int
+from specedge.cli._args import (
+    TOKEN_ENV,
+    add_common,
+    bearer_token,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+)
 from specedge.cloud.process import ParentWatch
-from specedge.cloud.security import TlsConfig, check_token, read_token_file
+from specedge.cloud.security import TlsConfig
 from specedge.cloud.server import DEFAULT_RPC_WORKERS, BatchingConfig, DuoSpec, run_server
 from specedge.errors import ConfigError
 
-__all__ = ["TOKEN_ENV", "register"]
-
-TOKEN_ENV = "SPECEDGE_TOKEN"
+__all__ = ["register"]
 _DEFAULT_MAX_MESSAGE_MB = 64
 _DEFAULT_MAX_CONCURRENT_RPCS = 1024
 
@@ -57,7 +62,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ),
             duo=DuoSpec(args.duo, little=args.little, big=args.big) if args.duo is not None else None,
             tls=_tls(args),
-            token=_token(args),
+            token=bearer_token(args.token_file),
             metrics_port=args.metrics_port,
             stop_event=stop,
         )
@@ -76,15 +81,6 @@ def _tls(args: argparse.Namespace) -> TlsConfig | None:
     if args.tls_cert is None or args.tls_key is None:
         raise ConfigError("TLS needs both --tls-cert FILE and --tls-key FILE")
     return TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    if args.token_file is not None:
-        return read_token_file(args.token_file)
-    value = os.environ.get(TOKEN_ENV)
-    if value is None:
-        return None
-    return check_token(value.strip(), source=f"environment variable {TOKEN_ENV}")
 
 
 def _remove_orphaned(folder: Path | None) -> None:

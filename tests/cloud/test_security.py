@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from specedge.cli import main
-from specedge.cli.serve import TOKEN_ENV, _token
+from specedge.cli._args import TOKEN_ENV, bearer_token
 from specedge.cloud import InferenceEngine, create_server
 from specedge.cloud.security import TlsConfig, TokenAuthInterceptor, is_loopback, read_token_file
 from specedge.edge.cloud_client import CloudClient
@@ -238,11 +237,11 @@ def test_bad_tls_files_and_tokens_are_config_errors(tmp_path: Path, certs: Path)
 
 def test_serve_reads_the_token_from_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    assert _token(argparse.Namespace(token_file=None)) is None
+    assert bearer_token(None) is None
     monkeypatch.setenv(TOKEN_ENV, "from-env")
-    assert _token(argparse.Namespace(token_file=None)) == "from-env"
+    assert bearer_token(None) == "from-env"
     (tmp_path / "token").write_text("from-file\n", encoding="utf-8")
-    assert _token(argparse.Namespace(token_file=tmp_path / "token")) == "from-file"
+    assert bearer_token(tmp_path / "token") == "from-file"
 
 
 @pytest.mark.parametrize(

@@ -239,3 +239,20 @@ def test_help_and_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["edge", "--bundle", "x"])
     assert exit_info.value.code == 2 and "--dataset" in capsys.readouterr().err
+
+
+def test_a_token_protected_cloud_answers_with_the_token_and_is_flagged_without_it(parts, bundle, tmp_path, capsys):
+    token = tmp_path / "token"
+    token.write_text("s3cret-edge-token\n", encoding="utf-8")
+    with CloudServerProcess([parts["master"]], server_args=["--token-file", str(token)]) as secured:
+        common = ["--bundle", str(bundle.path), "--cloud", secured.target, "--dataset", "digits", "--limit", "5",
+                  "--mode", "mission-critical", "--no-device-master"]  # fmt: skip
+        code, _, _ = _run(capsys, *common, "--token-file", str(token), "--log", str(tmp_path / "with.jsonl"))
+        assert code == 0
+        assert all(r["route"] == "cloud" and r["verified"] for r in _records(tmp_path / "with.jsonl"))
+        code, out, _ = _run(capsys, *common, "--log", str(tmp_path / "without.jsonl"))
+    assert code == 0  # every input is still answered, by the local model, and says why it is not verified
+    without = _records(tmp_path / "without.jsonl")
+    assert len(without) == 5 and all(r["prediction"] is not None and not r["verified"] for r in without)
+    assert {r["flag"] for r in without} == {"rejected"}
+    assert "inputs: 5 (5 answered, 0 errors)" in out
